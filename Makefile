@@ -1,0 +1,34 @@
+# Every target works from a fresh clone: the venv's bin/ goes first on PATH,
+# because nbgrader runs `alembic` and `jupyter` from PATH.
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+PYTHON ?= python3
+export PATH := $(BIN):$(PATH)
+
+.PHONY: setup test demo accuracy release benchmark clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[test]"
+	touch $@
+
+test: setup
+	$(BIN)/python -m pytest
+
+demo: setup
+	$(BIN)/coursekit demo
+
+accuracy: setup
+	$(BIN)/coursekit accuracy
+
+release: setup
+	$(BIN)/nbgrader generate_assignment ex2 --force
+
+benchmark: setup
+	$(BIN)/python benchmarks/bench_grading.py
+
+clean:
+	rm -rf .demo results autograded submitted feedback gradebook.db

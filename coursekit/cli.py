@@ -1,0 +1,72 @@
+"""The `coursekit` command: a thin layer over the kit's functions."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from .errors import CourseKitError
+
+COURSE_ROOT = Path(__file__).resolve().parent.parent
+
+
+def default_workers() -> int:
+    return os.cpu_count() or 1
+
+
+def command_accuracy(arguments: argparse.Namespace) -> int:
+    from .accuracy import evaluate, format_table
+
+    with tempfile.TemporaryDirectory(prefix="coursekit-accuracy-") as work_dir:
+        outcomes = evaluate(course_root=arguments.course, corpus=arguments.corpus,
+                            work_dir=Path(work_dir), workers=arguments.workers)
+    print(format_table(outcomes))
+    return 0 if all(o.graded_correctly for o in outcomes) else 1
+
+
+def command_demo(arguments: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    print(run_demo(course_root=arguments.course, work_dir=arguments.output, workers=arguments.workers))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="coursekit", description="Grade Exercise 2 (PyTorch) with nbgrader.")
+    parser.add_argument("--course", type=Path, default=COURSE_ROOT,
+                        help="course root with nbgrader_config.py (default: this repository)")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    accuracy = commands.add_parser("accuracy", help="grade the labelled answer corpus and print the accuracy table")
+    accuracy.add_argument("--corpus", type=Path, default=COURSE_ROOT / "tests" / "corpus" / "variants.toml",
+                          help="TOML file of labelled variants (default: tests/corpus/variants.toml)")
+    accuracy.add_argument("--workers", type=int, default=default_workers(), help="parallel graders (default: cores)")
+    accuracy.set_defaults(handler=command_accuracy)
+
+    demo = commands.add_parser("demo", help="grade the bundled sample class and print its table")
+    demo.add_argument("--output", type=Path, default=COURSE_ROOT / ".demo",
+                      help="where the demo course is built (default: .demo, git-ignored)")
+    demo.add_argument("--workers", type=int, default=default_workers(), help="parallel graders (default: cores)")
+    demo.set_defaults(handler=command_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    arguments = build_parser().parse_args(argv)
+    if getattr(arguments, "workers", 1) < 1:
+        print("coursekit: --workers must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        return arguments.handler(arguments)
+    except CourseKitError as error:
+        print(f"coursekit: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("coursekit: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

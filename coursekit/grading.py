@@ -1,0 +1,143 @@
+"""Running real `nbgrader autograde` on a course and reading the scores back.
+
+nbgrader is run as a separate process, exactly as an instructor would run it,
+with the course's `nbgrader_config.py`; the scores come from its gradebook.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from nbformat import NotebookNode
+
+from nbgrader.api import Gradebook, MissingEntry
+
+from .errors import CourseKitError
+from .notebooks import ASSIGNMENT_ID, NOTEBOOK_NAME, write_notebook
+
+
+@dataclass(frozen=True)
+class CellScore:
+    grade_id: str
+    score: float
+    max_score: float
+    needs_manual_grade: bool
+
+
+@dataclass(frozen=True)
+class StudentScores:
+    student_id: str
+    cells: tuple[CellScore, ...]
+
+    def autograded(self) -> dict[str, CellScore]:
+        return {cell.grade_id: cell for cell in self.cells if not cell.needs_manual_grade}
+
+    @property
+    def total(self) -> float:
+        return sum(cell.score for cell in self.cells)
+
+
+def tool_environment() -> dict[str, str]:
+    """nbgrader runs `alembic` and `jupyter` from PATH: put this interpreter's bin/ first."""
+    environment = dict(os.environ)
+    bin_dir = str(Path(sys.executable).parent)
+    environment["PATH"] = bin_dir + os.pathsep + environment.get("PATH", "")
+    return environment
+
+
+def nbgrader_command() -> list[str]:
+    executable = Path(sys.executable).parent / "nbgrader"
+    if not executable.exists():
+        raise CourseKitError("nbgrader is not installed next to this Python; run `make setup`.")
+    return [str(executable)]
+
+
+def run_nbgrader(course_root: Path, *arguments: str, timeout: float | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*nbgrader_command(), *arguments],
+        cwd=course_root,
+        env=tool_environment(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def prepare_course(*, template_root: Path, course_root: Path) -> None:
+    """A throwaway copy of the course: config, source, release and a fresh gradebook."""
+    course_root.mkdir(parents=True, exist_ok=True)
+    shutil.copy(template_root / "nbgrader_config.py", course_root / "nbgrader_config.py")
+    for folder in ("source", "release"):
+        shutil.copytree(template_root / folder, course_root / folder, dirs_exist_ok=True)
+    result = run_nbgrader(course_root, "generate_assignment", ASSIGNMENT_ID, "--force")
+    if result.returncode != 0:
+        raise CourseKitError(f"nbgrader generate_assignment failed in {course_root}:\n{result.stderr[-2000:]}")
+
+
+def autograde(*, course_root: Path, extra_arguments: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    return run_nbgrader(course_root, "autograde", ASSIGNMENT_ID, "--force", *extra_arguments)
+
+
+def read_scores(*, course_root: Path, student_ids: list[str] | None = None) -> dict[str, StudentScores]:
+    database = course_root / "gradebook.db"
+    if not database.exists():
+        raise CourseKitError(f"no gradebook in {course_root}; run `nbgrader generate_assignment {ASSIGNMENT_ID}` first.")
+    scores = {}
+    with Gradebook(f"sqlite:///{database}") as gradebook:
+        ids = student_ids if student_ids is not None else [s.id for s in gradebook.students]
+        for student_id in ids:
+            try:
+                notebook = gradebook.find_submission_notebook(NOTEBOOK_NAME, ASSIGNMENT_ID, student_id)
+            except MissingEntry:
+                continue
+            cells = tuple(
+                CellScore(
+                    grade_id=grade.name,
+                    score=float(grade.score or 0.0),
+                    max_score=float(grade.max_score),
+                    needs_manual_grade=bool(grade.needs_manual_grade) or grade.cell_type == "markdown",
+                )
+                for grade in notebook.grades
+            )
+            scores[student_id] = StudentScores(student_id=student_id, cells=cells)
+    return scores
+
+
+def submission_path(course_root: Path, student_id: str) -> Path:
+    return course_root / "submitted" / student_id / ASSIGNMENT_ID / f"{NOTEBOOK_NAME}.ipynb"
+
+
+def grade_notebooks(
+    *, template_root: Path, work_dir: Path, submissions: dict[str, NotebookNode], workers: int
+) -> dict[str, StudentScores]:
+    """Autograde notebooks with real nbgrader, split over `workers` throwaway courses.
+
+    Each shard is a complete course with its own gradebook, so the shards never
+    share a SQLite file; the scores are read back from every shard's gradebook.
+    """
+    prototype = work_dir / "prototype"
+    if not (prototype / "gradebook.db").exists():
+        prepare_course(template_root=template_root, course_root=prototype)
+    student_ids = sorted(submissions)
+    shards = [student_ids[index::workers] for index in range(max(1, workers))]
+    shards = [shard for shard in shards if shard]
+
+    def grade_shard(number: int, shard: list[str]) -> dict[str, StudentScores]:
+        course_root = work_dir / f"shard-{number}"
+        shutil.rmtree(course_root, ignore_errors=True)
+        shutil.copytree(prototype, course_root)
+        for student_id in shard:
+            write_notebook(submissions[student_id], submission_path(course_root, student_id))
+        autograde(course_root=course_root)
+        return read_scores(course_root=course_root, student_ids=shard)
+
+    results: dict[str, StudentScores] = {}
+    with ThreadPoolExecutor(max_workers=len(shards) or 1) as pool:
+        for shard_scores in pool.map(grade_shard, range(len(shards)), shards):
+            results.update(shard_scores)
+    return results
