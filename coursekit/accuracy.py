@@ -110,6 +110,9 @@ def format_table(outcomes: list[VariantOutcome]) -> str:
     misgraded = [o for o in outcomes if not o.graded_correctly]
     for outcome in misgraded:
         v = outcome.variant
-        kind = "right answer lost marks" if v.right else "wrong answer got full marks"
+        if not outcome.other_cells_intact:
+            kind = "other cells lost marks too"
+        else:
+            kind = "right answer lost marks" if v.right else "wrong answer got full marks"
         lines.append(f"MISGRADED #{v.number} {v.cell} ({v.reason}): {kind}, {outcome.score}/{outcome.max_score}")
     return "\n".join(lines)

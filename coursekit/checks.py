@@ -195,6 +195,8 @@ def latest_cell_assigning(namespace: dict, name: str) -> str | None:
 
 
 def check_squeeze_method(namespace: dict) -> None:
+    check_squeeze_shape(namespace)
+    check_squeeze_values(namespace)
     source = latest_cell_assigning(namespace, "x")
     if source is not None and "squeeze" not in source:
         raise WrongAnswer("the task asks for `squeeze`/`unsqueeze`; your cell reaches the shape another way.")
@@ -396,7 +398,17 @@ def check_model_output(namespace: dict) -> None:
     output = require_tensor(namespace, "output", (4, 4))
     if X.tolist() != GIVEN_X:
         raise WrongAnswer("the given `X` was changed; do not overwrite it.")
-    if not same_values(output, call_student("`model(X)`", model, X.detach().clone()), relative=1e-5):
+    with torch.random.fork_rng(devices=[]):
+        first = call_student("`model(X)`", model, X.detach().clone())
+        second = call_student("`model(X)`", model, X.detach().clone())
+    if type(first) not in TENSOR_TYPES or type(second) not in TENSOR_TYPES:
+        raise WrongAnswer("`model(X)` does not return a tensor.")
+    if not same_values(first, second, relative=1e-5):
+        # Net itself is wrong (graded in Task 3.1); what is left to check here is
+        # that `output` came out of the model.
+        require_provenance("output", output)
+        return
+    if not same_values(output, first, relative=1e-5):
         raise WrongAnswer("`output` is not `model(X)`.")
 
 
@@ -600,6 +612,84 @@ CHECKERS: dict[str, list[Part]] = {
 }
 
 
+# ---------------------------------------------------------------- repairs
+#
+# When an answer is wrong, the names it should have defined are set right
+# after its test cell, so that later cells that build on them are graded on
+# their own merit (error carried forward), not failed a second time.
+
+
+class ReferenceNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.embedding = nn.Embedding(8, 6)
+        self.W = nn.Linear(6, 10)
+        self.U = nn.Linear(10, 4)
+
+    def forward(self, tokens):
+        return self.U(torch.relu(self.W(self.embedding(tokens))))
+
+
+ReferenceNet.__name__ = ReferenceNet.__qualname__ = "Net"
+
+
+def given_attention_weight(namespace: dict, name: str, values: list) -> torch.Tensor:
+    tensor = namespace.get(name)
+    if type(tensor) in TENSOR_TYPES and tensor.shape == (2, 2) and torch.equal(tensor.detach(), torch.tensor(values)):
+        return tensor
+    return torch.tensor(values, requires_grad=True)
+
+
+def repair_net(namespace: dict) -> None:
+    namespace["Net"] = ReferenceNet
+
+
+def repair_projections(namespace: dict) -> None:
+    words = torch.tensor(GIVEN_WORDS)
+    namespace["Q"] = words @ given_attention_weight(namespace, "Wq", GIVEN_WQ)
+    namespace["K"] = words @ given_attention_weight(namespace, "Wk", GIVEN_WK)
+
+
+def repair_scores(namespace: dict) -> None:
+    namespace["d_k"] = 2
+    namespace["scores"] = namespace["Q"] @ namespace["K"].T
+    namespace["scores_scaled"] = namespace["scores"] / math.sqrt(2)
+
+
+def repair_variances(namespace: dict) -> None:
+    namespace["var_scores"] = torch.var(namespace["scores"])
+    namespace["var_scores_scaled"] = torch.var(namespace["scores_scaled"])
+
+
+REPAIRS: dict[str, Callable[[dict], None]] = {
+    "net_model": repair_net,
+    "attention_qk": repair_projections,
+    "attention_scores": repair_scores,
+    "attention_variance": repair_variances,
+}
+
+
+def ipython_shell() -> Any:
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return None
+    return get_ipython()
+
+
+def repair_after_cell(shell: Any, grade_id: str, namespace: dict) -> None:
+    """Repair once the whole test cell has run, so its visible checks still see the student's values."""
+
+    def repair(*_: Any) -> None:
+        shell.events.unregister("post_run_cell", repair)
+        try:
+            REPAIRS[grade_id](namespace)
+        except Exception:  # a repair that cannot run leaves the student's state as it was
+            pass
+
+    shell.events.register("post_run_cell", repair)
+
+
 def run_parts(grade_id: str, namespace: dict) -> list[PartResult]:
     results = []
     for part in CHECKERS[grade_id]:
@@ -615,8 +705,14 @@ def run_parts(grade_id: str, namespace: dict) -> list[PartResult]:
     return results
 
 
-def grade(grade_id: str, namespace: dict, *, points: float) -> float:
-    """Print one line per part and return the points earned for nbgrader's partial credit."""
+def grade(grade_id: str, namespace: dict, *, points: float) -> float | None:
+    """Print one line per part and publish the points earned as nbgrader's partial credit.
+
+    The hidden tests run first in their cell, so the score is published at once
+    as the cell's result (nbgrader reads the first result or error of a test
+    cell): a visible check failing later in the cell then costs nothing extra.
+    Outside IPython the score is returned instead.
+    """
     results = run_parts(grade_id, namespace)
     total_weight = sum(result.weight for result in results)
     earned_weight = sum(result.weight for result in results if result.passed)
@@ -624,4 +720,11 @@ def grade(grade_id: str, namespace: dict, *, points: float) -> float:
         mark = "passed" if result.passed else "FAILED"
         line = f"[{mark}] {result.description}"
         print(line if result.passed else f"{line}: {result.reason}")
-    return round(points * earned_weight / total_weight, 4)
+    score = round(points * earned_weight / total_weight, 4)
+    shell = ipython_shell()
+    if shell is None:
+        return score
+    if earned_weight < total_weight and grade_id in REPAIRS:
+        repair_after_cell(shell, grade_id, namespace)
+    shell.displayhook(score)
+    return None

@@ -1,0 +1,41 @@
+"""Real `nbgrader autograde` on the master answers and on the untouched release."""
+import pytest
+
+from coursekit import grading
+from coursekit.notebooks import fill_answers, master_answers, read_notebook, write_notebook
+from conftest import MASTER_PATH
+
+
+@pytest.fixture(scope="module")
+def graded(prototype_course, tmp_path_factory):
+    course = tmp_path_factory.mktemp("graded") / "course"
+    import shutil
+    shutil.copytree(prototype_course, course)
+    release = read_notebook(course / "release" / "ex2" / "ml_ex2.ipynb")
+    master = read_notebook(MASTER_PATH)
+    write_notebook(master, grading.submission_path(course, "master-notebook"))
+    write_notebook(fill_answers(release, master_answers(master)), grading.submission_path(course, "solved-release"))
+    write_notebook(release, grading.submission_path(course, "untouched-release"))
+    run = grading.autograde(course_root=course)
+    return run, grading.read_scores(course_root=course)
+
+
+@pytest.mark.parametrize("student", ["master-notebook", "solved-release"])
+def test_master_answers_get_full_marks_on_every_autograded_cell(graded, student):
+    cells = graded[1][student].autograded()
+    assert len(cells) == 12
+    assert {name: c.score for name, c in cells.items()} == {name: c.max_score for name, c in cells.items()}
+    assert sum(c.max_score for c in cells.values()) == 56
+
+
+def test_untouched_release_gets_zero_everywhere_and_the_run_completes(graded):
+    run, scores = graded
+    assert run.returncode == 0, run.stderr[-2000:]
+    cells = scores["untouched-release"].autograded()
+    assert len(cells) == 12
+    assert {name: c.score for name, c in cells.items() if c.score} == {}
+
+
+def test_manual_answers_wait_for_a_grader(graded):
+    manual = [c for c in graded[1]["solved-release"].cells if c.needs_manual_grade]
+    assert len(manual) == 15

@@ -1,0 +1,32 @@
+"""The README's commands are true: make targets exist, coursekit commands parse."""
+import re
+
+from coursekit import cli
+from conftest import REPOSITORY
+
+README = (REPOSITORY / "README.md").read_text(encoding="utf-8")
+MAKEFILE = (REPOSITORY / "Makefile").read_text(encoding="utf-8")
+
+
+def test_the_two_commands_come_first():
+    first_block = README.split("```sh", 1)[1].split("```", 1)[0]
+    assert "make demo" in first_block and "make test" in first_block
+
+
+def test_every_make_target_in_the_readme_exists():
+    targets = set(re.findall(r"^make (\w+)", README, re.M)) | set(re.findall(r"`make (\w+)`", README))
+    assert {"demo", "test", "setup", "release", "accuracy"} <= targets
+    for target in targets:
+        assert re.search(rf"^{target}:", MAKEFILE, re.M), target
+
+
+def test_every_coursekit_command_in_the_readme_parses():
+    commands = set(re.findall(r"coursekit (\w+)", README))
+    parser = cli.build_parser()
+    for command in commands:
+        parser.parse_args([command])
+
+
+def test_ci_runs_the_readme_test_command():
+    ci = (REPOSITORY / ".ci" / "run").read_text(encoding="utf-8")
+    assert "make test" in ci and "make setup" in ci
