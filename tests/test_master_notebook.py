@@ -54,12 +54,17 @@ def executed_twice():
 
 
 def outputs_of(notebook):
+    """Every cell's outputs, with stream chunks joined (the kernel splits them at random)."""
     result = []
     for cell in notebook.cells:
         if cell.cell_type == "code":
             for output in cell.outputs:
-                result.append((grade_id(cell), output.get("output_type"), output.get("name"),
-                               output.get("text") or json.dumps(output.get("data", {}).get("text/plain"))))
+                item = [grade_id(cell), output.get("output_type"), output.get("name"),
+                        output.get("text") or json.dumps(output.get("data", {}).get("text/plain"))]
+                if result and item[1] == "stream" and result[-1][:3] == item[:3]:
+                    result[-1][3] += item[3]
+                else:
+                    result.append(item)
     return result
 
 
