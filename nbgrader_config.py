@@ -12,12 +12,37 @@ c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
 
 # A correct notebook runs in under 15 s; one cell never legitimately needs 30.
 c.Execute.timeout = 30
+c.SandboxedExecute.notebook_timeout = 180
+c.SandboxedKernelManager.memory_limit_mib = 2048
+c.SandboxedKernelManager.process_limit = 256
+# Set to True only to grade on a machine without bubblewrap: student code then
+# runs with your rights, can read the course and the network.
+c.SandboxedKernelManager.allow_grading_without_sandbox = False
 
-# Sanitizing: every grade and locked cell is restored from the master copy.
-# Autograding: MoveTestStderrToStdout must run before SaveAutoGrades, which
-# reads the outputs to decide the points.
+# The grading status (crashed, timed out, unreadable) lives in the notebook's metadata.
+c.ClearMetadataPreprocessor.preserve_nb_metadata_mask = [("language_info", "name"), ("coursekit",)]
+
+# Any file is read: what is not a notebook is graded as a blank one, with a reason.
+c.Autograde.exporter_class = "coursekit.rebuild.TolerantNotebookExporter"
+
+# Sanitizing. RebuildFromRelease goes first: it replaces every cell with the
+# release's, keeping only the sources of the student's answers, so the steps
+# after it never see forged metadata, skip tags or missing test cells.
+c.Autograde.sanitize_preprocessors = [
+    "coursekit.rebuild.RebuildFromRelease",
+    "nbgrader.preprocessors.ClearOutput",
+    "nbgrader.preprocessors.DeduplicateIds",
+    "nbgrader.preprocessors.OverwriteKernelspec",
+    "nbgrader.preprocessors.OverwriteCells",
+    "nbgrader.preprocessors.CheckCellMetadata",
+]
+
+# Autograding. SandboxedExecute (coursekit.execution) runs the kernel in a
+# bubblewrap sandbox and keeps only scores each test cell proves it computed.
+# MoveTestStderrToStdout must run before SaveAutoGrades, which reads the
+# outputs to decide the points.
 c.Autograde.autograde_preprocessors = [
-    "nbgrader.preprocessors.Execute",
+    "coursekit.execution.SandboxedExecute",
     "nbgrader.preprocessors.IgnorePattern",
     "nbconvert.preprocessors.ClearMetadataPreprocessor",
     "nbgrader.preprocessors.LimitOutput",

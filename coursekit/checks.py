@@ -37,6 +37,10 @@ import torch.nn.functional as F
 
 # The seed the locked cell above `squeeze_target` uses for `x_start`.
 X_START_SEED = 0
+# The hardened grader (coursekit.execution) hands each test cell a fresh secret
+# in this variable and accepts only a score published with it under PROOF_KEY.
+NONCE_NAME = "__coursekit_nonce__"
+PROOF_KEY = "coursekit_proof"
 TENSOR_TYPES = (torch.Tensor, nn.Parameter)
 
 
@@ -153,7 +157,7 @@ def call_student(description: str, function: Callable, *args: Any) -> Any:
     try:
         with quiet_student_code():
             return function(*args)
-    except Exception as error:  # the student's code failed, which is their answer's fault
+    except BaseException as error:  # also SystemExit & co: student code must not cut a test short
         raise WrongAnswer(f"{description} raised {type(error).__name__}: {error}") from None
 
 
@@ -713,7 +717,13 @@ def grade(grade_id: str, namespace: dict, *, points: float) -> float | None:
     cell): a visible check failing later in the cell then costs nothing extra.
     Outside IPython the score is returned instead.
     """
+    nonce = namespace.pop(NONCE_NAME, None)
+    shell = ipython_shell()
+    # Taken before any student code runs in this cell, while the kernel is pristine.
+    restore_kernel = getattr(getattr(shell, "kernel", None), "restore_pristine_state", None)
     results = run_parts(grade_id, namespace)
+    if restore_kernel is not None:
+        restore_kernel()  # undo whatever the student code the checks called has patched
     total_weight = sum(result.weight for result in results)
     earned_weight = sum(result.weight for result in results if result.passed)
     for result in results:
@@ -721,10 +731,15 @@ def grade(grade_id: str, namespace: dict, *, points: float) -> float | None:
         line = f"[{mark}] {result.description}"
         print(line if result.passed else f"{line}: {result.reason}")
     score = round(points * earned_weight / total_weight, 4)
-    shell = ipython_shell()
     if shell is None:
         return score
     if earned_weight < total_weight and grade_id in REPAIRS:
         repair_after_cell(shell, grade_id, namespace)
-    shell.displayhook(score)
+    if nonce is None:
+        shell.displayhook(score)
+    else:
+        from IPython.display import publish_display_data
+
+        publish_display_data({"text/plain": f"score: {score:g} of {points:g}"},
+                             metadata={PROOF_KEY: {"nonce": nonce, "score": score}})
     return None

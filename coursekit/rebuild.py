@@ -1,0 +1,178 @@
+"""Rebuilding every submission on the release's skeleton before nbgrader sees it.
+
+Students' files arrive with edited, stripped or forged metadata (Colab and VS
+Code drop nbgrader's), tags that skip execution, deleted, duplicated,
+reordered or retyped cells, or no notebook at all. Instead of trusting any of
+that, the graded notebook is the release, cell for cell, with only the
+*sources* of the student's answer cells (and code cells the student added)
+taken over. Locked and test cells therefore always come from the instructor,
+and nbgrader's own OverwriteCells then restores the hidden tests.
+"""
+from __future__ import annotations
+
+import copy
+import os
+from dataclasses import dataclass
+
+import nbformat
+from nbconvert.exporters import NotebookExporter
+from nbconvert.exporters.exporter import ResourcesDict
+from nbformat import NotebookNode
+
+from nbgrader.coursedir import CourseDirectory
+from nbgrader.preprocessors import NbGraderPreprocessor
+
+STATUS_KEY = "coursekit"
+
+
+@dataclass(frozen=True)
+class RebuildNotes:
+    """What the rebuild had to work around, for the grading report."""
+
+    missing_answers: tuple[str, ...]
+    duplicated_answers: tuple[str, ...]
+    added_cells: int
+    unreadable: str  # why the file could not be read as a notebook; empty when it could
+
+
+def metadata_of(cell: NotebookNode) -> dict:
+    metadata = cell.get("metadata")
+    return metadata if isinstance(metadata, dict) else {}
+
+
+def grade_id_of(cell: NotebookNode) -> str | None:
+    nbgrader = metadata_of(cell).get("nbgrader")
+    if isinstance(nbgrader, dict) and isinstance(nbgrader.get("grade_id"), str):
+        return nbgrader["grade_id"]
+    return None
+
+
+def source_of(cell: NotebookNode) -> str:
+    source = cell.get("source", "")
+    if isinstance(source, list):
+        source = "".join(str(part) for part in source)
+    return source if isinstance(source, str) else ""
+
+
+def is_answer(cell: NotebookNode) -> bool:
+    return bool(metadata_of(cell).get("nbgrader", {}).get("solution"))
+
+
+def find_answers(release: NotebookNode, student_cells: list[NotebookNode]) -> tuple[dict[str, int], list[str], list[str]]:
+    """Which student cell holds which answer: by grade_id first, else by position after its locked anchor."""
+    release_cells = release.cells
+    answer_ids = [grade_id_of(cell) for cell in release_cells if is_answer(cell)]
+    locked_sources = {source_of(cell).strip() for cell in release_cells if not is_answer(cell)}
+    located: dict[str, int] = {}
+    duplicated = []
+    for index, cell in enumerate(student_cells):
+        cell_id = grade_id_of(cell)
+        if cell_id in answer_ids:
+            if cell_id in located:
+                duplicated.append(cell_id)
+            else:
+                located[cell_id] = index
+    # A notebook saved without nbgrader's metadata (Colab, VS Code): the answer
+    # is the cell that follows the same instructions as in the release.
+    for position, release_cell in enumerate(release_cells):
+        cell_id = grade_id_of(release_cell)
+        if not is_answer(release_cell) or cell_id in located or position == 0:
+            continue
+        anchor = source_of(release_cells[position - 1]).strip()
+        for index, cell in enumerate(student_cells[:-1]):
+            candidate = student_cells[index + 1]
+            if (source_of(cell).strip() == anchor and index + 1 not in located.values()
+                    and source_of(candidate).strip() not in locked_sources
+                    and grade_id_of(candidate) is None):
+                located[cell_id] = index + 1
+                break
+    missing = [cell_id for cell_id in answer_ids if cell_id not in located]
+    return located, missing, duplicated
+
+
+def rebuild(*, submission: NotebookNode | None, release: NotebookNode) -> tuple[NotebookNode, RebuildNotes]:
+    """The release with the student's answers; cells the student added follow the cell they followed."""
+    student_cells = [cell for cell in (submission.cells if submission is not None else []) if isinstance(cell, dict)]
+    located, missing, duplicated = find_answers(release, student_cells)
+    release_sources = {source_of(cell).strip() for cell in release.cells}
+    release_ids = {grade_id_of(cell) for cell in release.cells} - {None}
+    answer_at = {index: cell_id for cell_id, index in located.items()}
+
+    # Student code cells that are not in the release, attached to the last
+    # recognised cell before them, so their code still runs where it did.
+    attached: dict[str | None, list[str]] = {}
+    anchor: str | None = None
+    for index, cell in enumerate(student_cells):
+        cell_id = grade_id_of(cell)
+        if index in answer_at:
+            anchor = answer_at[index]
+        elif cell_id in release_ids:
+            anchor = cell_id
+        elif cell.get("cell_type") == "code" and source_of(cell).strip() and source_of(cell).strip() not in release_sources:
+            attached.setdefault(anchor, []).append(source_of(cell))
+
+    rebuilt = copy.deepcopy(release)
+    rebuilt.cells = []
+    for release_cell in release.cells:
+        cell = copy.deepcopy(release_cell)
+        cell_id = grade_id_of(cell)
+        if is_answer(cell) and cell_id in located:
+            cell.source = source_of(student_cells[located[cell_id]])
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+        rebuilt.cells.append(cell)
+        for source in attached.get(cell_id, []):
+            rebuilt.cells.append(nbformat.v4.new_code_cell(source))
+    for source in attached.get(None, []):  # added before any recognised cell: keep them first
+        rebuilt.cells.insert(0, nbformat.v4.new_code_cell(source))
+    added = sum(len(sources) for sources in attached.values())
+    notes = RebuildNotes(tuple(missing), tuple(duplicated), added, "")
+    return rebuilt, notes
+
+
+def release_notebook_path(config, assignment_id: str, notebook_id: str) -> str:
+    coursedir = CourseDirectory(config=config)
+    return os.path.join(coursedir.format_path(coursedir.release_directory, ".", assignment_id), f"{notebook_id}.ipynb")
+
+
+class RebuildFromRelease(NbGraderPreprocessor):
+    """Sanitizing, first step: grade the release's cells filled with the student's answers.
+
+    Must run before nbgrader's OverwriteCells (which restores hidden tests by
+    grade_id) and CheckCellMetadata (which aborts the whole run on forged
+    schema versions): after this step every cell's metadata is the release's.
+    """
+
+    def preprocess(self, nb: NotebookNode, resources: ResourcesDict):
+        info = resources["nbgrader"]
+        release = nbformat.read(release_notebook_path(self.config, info["assignment"], info["notebook"]), as_version=4)
+        unreadable = metadata_of(nb).get(STATUS_KEY, {}).get("unreadable", "")
+        rebuilt, notes = rebuild(submission=None if unreadable else nb, release=release)
+        rebuilt.metadata[STATUS_KEY] = {
+            "unreadable": unreadable,
+            "missing_answers": list(notes.missing_answers),
+            "duplicated_answers": list(notes.duplicated_answers),
+            "added_cells": notes.added_cells,
+        }
+        for cell_id in notes.missing_answers:
+            self.log.warning("Answer cell %s not found in the submission; graded as unanswered", cell_id)
+        return rebuilt, resources
+
+
+class TolerantNotebookExporter(NotebookExporter):
+    """Reads any file as a notebook: what cannot be read becomes an empty one, marked why.
+
+    Stock nbgrader stops grading a student (and for some errors everyone after
+    them) when a file is not a valid notebook; here it is graded as blank and
+    its status says why.
+    """
+
+    def from_file(self, file_stream, resources: ResourcesDict | None = None, **kw):
+        try:
+            notebook = nbformat.read(file_stream, as_version=4)
+            if not isinstance(notebook.get("cells"), list):
+                raise ValueError("no list of cells")
+        except Exception as error:
+            notebook = nbformat.v4.new_notebook()
+            notebook.metadata[STATUS_KEY] = {"unreadable": f"not a readable notebook ({type(error).__name__})"}
+        return self.from_notebook_node(notebook, resources=resources, **kw)
