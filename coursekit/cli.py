@@ -33,11 +33,30 @@ def command_demo(arguments: argparse.Namespace) -> int:
     return 0
 
 
+def command_grade(arguments: argparse.Namespace) -> int:
+    from .workflow import grade_download
+
+    summary = grade_download(download=arguments.download, course_root=arguments.course.resolve(),
+                             output_folder=arguments.output.resolve(), workers=arguments.workers,
+                             roster=arguments.roster)
+    print("\n".join(summary.lines()))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="coursekit", description="Grade Exercise 2 (PyTorch) with nbgrader.")
     parser.add_argument("--course", type=Path, default=COURSE_ROOT,
                         help="course root with nbgrader_config.py (default: this repository)")
     commands = parser.add_subparsers(dest="command", required=True)
+
+    grade = commands.add_parser(
+        "grade", help="import an OLAT download, autograde it in parallel, write grades, feedback and a report")
+    grade.add_argument("download", type=Path, help="the OLAT bulk download: a .zip or the folder it unpacks to")
+    grade.add_argument("--roster", type=Path, help="CSV of OLAT user name, first name, last name, email")
+    grade.add_argument("--output", type=Path, default=Path("results"),
+                       help="folder for grades.csv, feedback/, integrity and report.html (default: results)")
+    grade.add_argument("--workers", type=int, default=default_workers(), help="parallel graders (default: cores)")
+    grade.set_defaults(handler=command_grade)
 
     accuracy = commands.add_parser("accuracy", help="grade the labelled answer corpus and print the accuracy table")
     accuracy.add_argument("--corpus", type=Path, default=COURSE_ROOT / "tests" / "corpus" / "variants.toml",

@@ -13,12 +13,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import nbformat
 from nbformat import NotebookNode
 
 from nbgrader.api import Gradebook, MissingEntry
 
 from .errors import CourseKitError
 from .notebooks import ASSIGNMENT_ID, NOTEBOOK_NAME, write_notebook
+from .rebuild import STATUS_KEY
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,8 @@ class CellScore:
 class StudentScores:
     student_id: str
     cells: tuple[CellScore, ...]
+    status: str = "graded"
+    reason: str = ""
 
     def autograded(self) -> dict[str, CellScore]:
         return {cell.grade_id: cell for cell in self.cells if not cell.needs_manual_grade}
@@ -83,12 +87,15 @@ def autograde(*, course_root: Path, extra_arguments: tuple[str, ...] = ()) -> su
     return run_nbgrader(course_root, "autograde", ASSIGNMENT_ID, "--force", *extra_arguments)
 
 
-def read_scores(*, course_root: Path, student_ids: list[str] | None = None) -> dict[str, StudentScores]:
-    database = course_root / "gradebook.db"
-    if not database.exists():
-        raise CourseKitError(f"no gradebook in {course_root}; run `nbgrader generate_assignment {ASSIGNMENT_ID}` first.")
+def read_scores(
+    *, course_root: Path, student_ids: list[str] | None = None, database: str | None = None
+) -> dict[str, StudentScores]:
+    if database is None:
+        if not (course_root / "gradebook.db").exists():
+            raise CourseKitError(f"no gradebook in {course_root}; run `nbgrader generate_assignment {ASSIGNMENT_ID}` first.")
+        database = f"sqlite:///{course_root / 'gradebook.db'}"
     scores = {}
-    with Gradebook(f"sqlite:///{database}") as gradebook:
+    with Gradebook(database) as gradebook:
         ids = student_ids if student_ids is not None else [s.id for s in gradebook.students]
         for student_id in ids:
             try:
@@ -104,16 +111,47 @@ def read_scores(*, course_root: Path, student_ids: list[str] | None = None) -> d
                 )
                 for grade in notebook.grades
             )
-            scores[student_id] = StudentScores(student_id=student_id, cells=cells)
+            status, reason = grading_status(course_root, student_id)
+            scores[student_id] = StudentScores(student_id=student_id, cells=cells, status=status, reason=reason)
     return scores
+
+
+def grading_status(course_root: Path, student_id: str) -> tuple[str, str]:
+    """What the hardened grader recorded in the autograded notebook, or why there is none."""
+    autograded = course_root / "autograded" / student_id / ASSIGNMENT_ID / f"{NOTEBOOK_NAME}.ipynb"
+    if autograded.exists():
+        try:
+            metadata = nbformat.read(str(autograded), as_version=4).metadata.get(STATUS_KEY, {})
+        except Exception:
+            return "not graded", "the autograded notebook cannot be read"
+        return metadata.get("status", "graded"), metadata.get("reason", "")
+    if not submission_path(course_root, student_id).exists():
+        return "missing", f"no {NOTEBOOK_NAME}.ipynb in the submission"
+    return "not graded", "nbgrader could not grade this submission; see its log"
 
 
 def submission_path(course_root: Path, student_id: str) -> Path:
     return course_root / "submitted" / student_id / ASSIGNMENT_ID / f"{NOTEBOOK_NAME}.ipynb"
 
 
+@dataclass(frozen=True)
+class SubmissionFiles:
+    """A submission as files, for submissions that are not (only) a valid notebook."""
+
+    notebook: bytes
+    notebook_filename: str = f"{NOTEBOOK_NAME}.ipynb"
+    extra_files: tuple[tuple[str, bytes], ...] = ()
+
+    def write(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / self.notebook_filename).write_bytes(self.notebook)
+        for name, content in self.extra_files:
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            (folder / name).write_bytes(content)
+
+
 def grade_notebooks(
-    *, template_root: Path, work_dir: Path, submissions: dict[str, NotebookNode], workers: int
+    *, template_root: Path, work_dir: Path, submissions: dict[str, NotebookNode | SubmissionFiles], workers: int
 ) -> dict[str, StudentScores]:
     """Autograde notebooks with real nbgrader, split over `workers` throwaway courses.
 
@@ -132,7 +170,11 @@ def grade_notebooks(
         shutil.rmtree(course_root, ignore_errors=True)
         shutil.copytree(prototype, course_root)
         for student_id in shard:
-            write_notebook(submissions[student_id], submission_path(course_root, student_id))
+            submission = submissions[student_id]
+            if isinstance(submission, SubmissionFiles):
+                submission.write(submission_path(course_root, student_id).parent)
+            else:
+                write_notebook(submission, submission_path(course_root, student_id))
         autograde(course_root=course_root)
         return read_scores(course_root=course_root, student_ids=shard)
 

@@ -16,6 +16,7 @@ Run as `python -m coursekit.hardened_kernel -f <connection file>`.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from dataclasses import dataclass, field
 from typing import Any
@@ -187,14 +188,15 @@ class HardenedKernel(IPythonKernel):
 
 def preimport_protected_modules() -> None:
     """Import what the tests use before student files in the working folder can shadow it."""
+    working_folder = ("", ".", os.getcwd())  # `python -m` puts the working folder first
     saved_path = list(sys.path)
-    sys.path[:] = [entry for entry in sys.path if entry not in ("", ".")]
+    sys.path[:] = [entry for entry in sys.path if entry not in working_folder]
     try:
         for name in PROTECTED_MODULES:
             importlib.import_module(name)
     finally:
         # Student modules stay importable, but behind the installed packages.
-        sys.path[:] = [entry for entry in saved_path if entry not in ("", ".")] + [""]
+        sys.path[:] = [entry for entry in saved_path if entry not in working_folder] + [""]
 
 
 def main() -> None:

@@ -8,6 +8,7 @@ Enabled for plain `nbgrader autograde` through `nbgrader_config.py`.
 """
 from __future__ import annotations
 
+import functools
 import os
 import random
 import shutil
@@ -18,7 +19,7 @@ import tempfile
 from pathlib import Path
 
 from jupyter_client.manager import AsyncKernelManager
-from traitlets import Bool, Integer
+from traitlets import Bool, Integer, Unicode
 
 INSTALL_HINT = (
     "bubblewrap (bwrap) is needed to sandbox student code: install it with "
@@ -41,6 +42,7 @@ class SandboxUnavailable(SystemExit):
     """
 
 
+@functools.lru_cache(maxsize=None)
 def bwrap_works(bwrap: str) -> str | None:
     """None when bwrap can build a sandbox here, else the reason."""
     try:
@@ -87,6 +89,7 @@ class SandboxedKernelManager(AsyncKernelManager):
     memory_limit_mib = Integer(2048, help="Memory cap per notebook (MiB), as RLIMIT_DATA.").tag(config=True)
     process_limit = Integer(256, help="Cap on processes and threads per notebook.").tag(config=True)
     file_size_limit_mib = Integer(256, help="Largest file student code may write (MiB).").tag(config=True)
+    bwrap_path = Unicode("bwrap", help="The bubblewrap executable, a name on PATH or a path.").tag(config=True)
     allow_grading_without_sandbox = Bool(
         False, help="Grade without bubblewrap when it is missing. Student code then runs with your rights."
     ).tag(config=True)
@@ -103,8 +106,8 @@ class SandboxedKernelManager(AsyncKernelManager):
         self._sandbox_uid = random.randint(200000, 299999) if os.geteuid() == 0 else os.geteuid()
 
     def bwrap(self) -> str | None:
-        bwrap = shutil.which("bwrap")
-        reason = "bwrap is not installed" if bwrap is None else bwrap_works(bwrap)
+        bwrap = shutil.which(self.bwrap_path)
+        reason = f"{self.bwrap_path} is not installed" if bwrap is None else bwrap_works(bwrap)
         if reason is None:
             return bwrap
         if self.allow_grading_without_sandbox:
@@ -114,7 +117,8 @@ class SandboxedKernelManager(AsyncKernelManager):
 
     def format_kernel_cmd(self, extra_arguments=None):
         # The kernel is the hardened one whatever the notebook's kernelspec says.
-        kernel = [sys.executable, "-m", "coursekit.hardened_kernel", "-f", self.connection_file]
+        # -I: files in the working folder must not shadow the modules the kernel itself imports.
+        kernel = [sys.executable, "-I", "-m", "coursekit.hardened_kernel", "-f", self.connection_file]
         if self.kernel_spec is not None:
             self.kernel_spec.interrupt_mode = "message"  # signals do not cross bwrap's session
         bwrap = self.bwrap()

@@ -1,0 +1,111 @@
+"""grades.csv: one row per student, for the course's grade sheet.
+
+Teams are graded, students are graded in OLAT: a pair's points are written for
+both members. Roster students without a submission get a row with 0 points, so
+the sheet lists everyone who has to receive a grade.
+"""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from .errors import CourseKitError
+from .grading import CellScore
+from .importing import RosterEntry
+from .records import TASK_CELLS, TeamResult
+
+NO_SUBMISSION = "no submission"
+TEST_SUFFIX = "_test"
+STUDENT_COLUMNS = ("username", "first_name", "last_name", "email", "team")
+POINT_COLUMNS = ("autograded", "manual", "total", "max_total", "status", "needs_manual_grading")
+COLUMNS = (*STUDENT_COLUMNS, *TASK_CELLS, *POINT_COLUMNS)
+
+
+def write_grades_csv(*, results: list[TeamResult], roster: tuple[RosterEntry, ...], path: Path) -> None:
+    """grades.csv with a row per student and team, sorted by user name."""
+    roster_by_name = {entry.username: entry for entry in roster}
+    # A team without cells (nbgrader never graded it) still owes the assignment's full points.
+    assignment_max = max((result.max_total for result in results), default=0.0)
+    rows = []
+    for result in results:
+        for member in result.members:
+            rows.append(_team_row(result, roster_by_name.get(member), member, assignment_max))
+    submitted = {member for result in results for member in result.members}
+    for entry in roster:
+        if entry.username not in submitted:
+            rows.append(_no_submission_row(entry, assignment_max))
+    # A student in two teams gets two rows (the import reports it); the team decides the order.
+    rows.sort(key=lambda row: (row["username"], row["team"]))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # newline="": the csv module writes its own line endings.
+        with path.open("w", encoding="utf-8", newline="") as file:
+            writer = csv.DictWriter(file, fieldnames=COLUMNS)
+            writer.writeheader()
+            writer.writerows(rows)
+    except OSError as error:
+        raise CourseKitError(f"cannot write {path} ({error.strerror or error}); choose another output folder.") from None
+
+
+def summary_counts(*, results: list[TeamResult]) -> dict[str, int]:
+    """How many teams were graded, could not be graded, and still wait for a TA."""
+    graded = sum(result.status == "graded" for result in results)
+    return {
+        "graded": graded,
+        # Every status other than "graded" means there are no real points, so it counts as failed.
+        "failed": len(results) - graded,
+        "needs manual grading": sum(result.needs_manual_grading for result in results),
+    }
+
+
+def is_autograded(cell: CellScore) -> bool:
+    """A hidden-test cell the grader scored; everything else is a TA's to grade."""
+    # Not the flag alone: once a TA has graded a free-text cell the flag may clear, yet its points stay manual.
+    return not cell.needs_manual_grade and cell.grade_id.endswith(TEST_SUFFIX)
+
+
+def format_points(points: float) -> str:
+    """At most two decimals and no float noise: 6 not 5.999999, 2.5 not 2.50."""
+    # Adding 0.0 turns -0.0 into 0.0, which would otherwise print as "-0".
+    return f"{round(points, 2) + 0.0:g}"
+
+
+def _team_row(result: TeamResult, entry: RosterEntry | None, username: str, assignment_max: float) -> dict[str, str]:
+    autograded = sum(cell.score for cell in result.cells if is_autograded(cell))
+    manual = sum(cell.score for cell in result.cells if not is_autograded(cell))
+    task_points = result.task_points()
+    return {
+        **_student_columns(entry, username),
+        "team": result.team_id,
+        **{task: format_points(task_points[task]) for task in TASK_CELLS},
+        "autograded": format_points(autograded),
+        "manual": format_points(manual),
+        "total": format_points(result.total),
+        "max_total": format_points(result.max_total if result.cells else assignment_max),
+        "status": result.status,
+        "needs_manual_grading": _yes_no(result.needs_manual_grading),
+    }
+
+
+def _no_submission_row(entry: RosterEntry, assignment_max: float) -> dict[str, str]:
+    return {
+        **_student_columns(entry, entry.username),
+        "team": "",
+        **{task: "0" for task in TASK_CELLS},
+        "autograded": "0",
+        "manual": "0",
+        "total": "0",
+        "max_total": format_points(assignment_max),
+        "status": NO_SUBMISSION,
+        "needs_manual_grading": _yes_no(False),
+    }
+
+
+def _student_columns(entry: RosterEntry | None, username: str) -> dict[str, str]:
+    if entry is None:
+        return {"username": username, "first_name": "", "last_name": "", "email": ""}
+    return {"username": username, "first_name": entry.first_name, "last_name": entry.last_name, "email": entry.email}
+
+
+def _yes_no(value: bool) -> str:
+    return "yes" if value else "no"

@@ -1,0 +1,273 @@
+"""From an OLAT download to grades, feedback and a report, in one call.
+
+Steps: import the download into nbgrader's `submitted/`, autograde what changed
+in parallel throwaway copies of the course (each with its own SQLite
+gradebook, so the run never locks or corrupts the real one), merge the
+grades into the course's gradebook, generate feedback, scan for integrity
+findings, and write grades.csv and report.html.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from nbgrader.api import Gradebook, MissingEntry
+from traitlets.config.loader import PyFileConfigLoader
+
+from . import exporting, importing, integrity, reporting, sandbox
+from .errors import CourseKitError
+from .grading import prepare_course, read_scores, run_nbgrader, submission_path
+from .notebooks import ASSIGNMENT_ID, NOTEBOOK_NAME
+from .records import TeamResult
+
+STATE_FOLDER = ".coursekit"
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    results: tuple[TeamResult, ...]
+    graded_now: tuple[str, ...]       # teams graded in this run (the others were unchanged)
+    problems: tuple[importing.ImportProblem, ...]
+    missing: tuple[str, ...]
+    output_folder: Path
+    seconds: float
+
+    def lines(self) -> list[str]:
+        counts = exporting.summary_counts(results=list(self.results))
+        return [
+            f"teams: {len(self.results)} ({len(self.graded_now)} graded now, "
+            f"{len(self.results) - len(self.graded_now)} unchanged) in {self.seconds:.0f} s",
+            f"graded: {counts['graded']}   failed: {counts['failed']}   "
+            f"needs manual grading: {counts['needs manual grading']}",
+            f"import problems: {len(self.problems)}   roster students without a submission: {len(self.missing)}",
+            f"grades:    {self.output_folder / 'grades.csv'}",
+            f"feedback:  {self.output_folder / 'feedback'}",
+            f"integrity: {self.output_folder / 'integrity.html'}",
+            f"report:    {self.output_folder / 'report.html'}",
+        ]
+
+
+def course_config(course_root: Path):
+    if not (course_root / "nbgrader_config.py").exists():
+        raise CourseKitError(f"{course_root} has no nbgrader_config.py; pass --course with the course folder.")
+    if not (course_root / "release" / ASSIGNMENT_ID / f"{NOTEBOOK_NAME}.ipynb").exists():
+        raise CourseKitError(f"{course_root} has no release/{ASSIGNMENT_ID}; run `make release` first.")
+    return PyFileConfigLoader("nbgrader_config.py", path=str(course_root)).load_config()
+
+
+def require_sandbox(config) -> None:
+    if config.SandboxedKernelManager.get("allow_grading_without_sandbox", False):
+        return
+    name = config.SandboxedKernelManager.get("bwrap_path", "bwrap")
+    bwrap = shutil.which(name)
+    reason = f"{name} is not installed" if bwrap is None else sandbox.bwrap_works(bwrap)
+    if reason is not None:
+        raise CourseKitError(f"cannot sandbox student code ({reason}). {sandbox.INSTALL_HINT}")
+
+
+def gradebook_url(course_root: Path, config) -> str:
+    return config.CourseDirectory.get("db_url", f"sqlite:///{course_root / 'gradebook.db'}")
+
+
+def ensure_assignment(course_root: Path, database: str) -> None:
+    with Gradebook(database) as gradebook:
+        try:
+            gradebook.find_assignment(ASSIGNMENT_ID)
+            return
+        except MissingEntry:
+            pass
+    result = run_nbgrader(course_root, "generate_assignment", ASSIGNMENT_ID, "--force")
+    if result.returncode != 0:
+        raise CourseKitError(f"nbgrader generate_assignment failed: {result.stderr.strip().splitlines()[-1:]}")
+
+
+def fingerprint(*paths: Path) -> str:
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(path.read_bytes() if path.exists() else b"-")
+    return digest.hexdigest()
+
+
+def teams_to_grade(*, course_root: Path, teams: list[str], database: str, state: dict) -> list[str]:
+    """Teams whose submission or course changed since they were last graded, or that were never graded."""
+    changed = []
+    with Gradebook(database) as gradebook:
+        for team in teams:
+            key = fingerprint(submission_path(course_root, team))
+            try:
+                graded = gradebook.find_submission_notebook(NOTEBOOK_NAME, ASSIGNMENT_ID, team)
+                ever_graded = any(grade.auto_score is not None for grade in graded.grades)
+            except MissingEntry:
+                ever_graded = False
+            if state.get(team) != key or not ever_graded or not (course_root / "autograded" / team).exists():
+                changed.append(team)
+    return changed
+
+
+class Progress:
+    """A one-line progress bar on stderr while the shards grade."""
+
+    def __init__(self, total: int, count_done) -> None:
+        self.total, self.count_done = total, count_done
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self) -> None:
+        while not self.stop.wait(1.0):
+            self.draw()
+
+    def draw(self) -> None:
+        done = min(self.count_done(), self.total)
+        width = 30
+        filled = int(width * done / self.total) if self.total else width
+        if sys.stderr.isatty():
+            sys.stderr.write(f"\rgrading [{'#' * filled}{'.' * (width - filled)}] {done}/{self.total}")
+            sys.stderr.flush()
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_):
+        self.stop.set()
+        self.thread.join()
+        self.draw()
+        if sys.stderr.isatty():
+            sys.stderr.write("\n")
+
+
+def grade_in_shards(*, course_root: Path, teams: list[str], workers: int) -> list[Path]:
+    work = course_root / STATE_FOLDER / "work"
+    prototype = work / "prototype"
+    course_key = fingerprint(course_root / "nbgrader_config.py", course_root / "source" / ASSIGNMENT_ID / f"{NOTEBOOK_NAME}.ipynb")
+    key_file = prototype / "course-key"
+    if not key_file.exists() or key_file.read_text() != course_key:
+        shutil.rmtree(prototype, ignore_errors=True)
+        prepare_course(template_root=course_root, course_root=prototype)
+        (prototype / "course-key").write_text(course_key)
+    shards = [teams[index::workers] for index in range(workers)]
+    shards = [shard for shard in shards if shard]
+    shard_roots = [work / f"shard-{number}" for number in range(len(shards))]
+
+    def grade_shard(shard_root: Path, shard: list[str]) -> None:
+        shutil.rmtree(shard_root, ignore_errors=True)
+        shutil.copytree(prototype, shard_root)
+        for team in shard:
+            shutil.copytree(course_root / "submitted" / team, shard_root / "submitted" / team)
+        database = f"--CourseDirectory.db_url=sqlite:///{shard_root / 'gradebook.db'}"
+        run_nbgrader(shard_root, "autograde", ASSIGNMENT_ID, "--force", database)
+        run_nbgrader(shard_root, "generate_feedback", ASSIGNMENT_ID, "--force", database)
+
+    def finished() -> int:
+        # nbgrader makes a notebook read-only once the student's grading is complete.
+        return sum(1 for root in shard_roots for path in root.glob(f"autograded/*/{ASSIGNMENT_ID}/*.ipynb")
+                   if path.stat().st_mode & 0o222 == 0)
+
+    with Progress(len(teams), finished), ThreadPoolExecutor(max_workers=len(shards) or 1) as pool:
+        list(pool.map(grade_shard, shard_roots, shards))
+    return shard_roots
+
+
+def merge_shard(*, shard_root: Path, course_root: Path, database: str, teams: list[str]) -> None:
+    """Copy a shard's autograded notebooks, feedback and automatic grades into the course."""
+    with Gradebook(f"sqlite:///{shard_root / 'gradebook.db'}") as source, Gradebook(database) as target:
+        for team in teams:
+            for folder in ("autograded", "feedback"):
+                destination = course_root / folder / team
+                shutil.rmtree(destination, ignore_errors=True)
+                if (shard_root / folder / team).exists():
+                    shutil.copytree(shard_root / folder / team, destination)
+            try:
+                graded = source.find_submission_notebook(NOTEBOOK_NAME, ASSIGNMENT_ID, team)
+            except MissingEntry:
+                continue
+            target.update_or_create_student(team)
+            submitted = source.find_submission(ASSIGNMENT_ID, team)
+            target.update_or_create_submission(ASSIGNMENT_ID, team, timestamp=submitted.timestamp)
+            for grade in graded.grades:
+                copy = target.find_grade(grade.name, NOTEBOOK_NAME, ASSIGNMENT_ID, team)
+                copy.auto_score, copy.needs_manual_grade = grade.auto_score, grade.needs_manual_grade
+            for comment in graded.comments:
+                target.find_comment(comment.name, NOTEBOOK_NAME, ASSIGNMENT_ID, team).auto_comment = comment.auto_comment
+            target.db.commit()
+
+
+def fill_roster(database: str, roster: tuple[importing.RosterEntry, ...]) -> None:
+    with Gradebook(database) as gradebook:
+        for entry in roster:
+            gradebook.update_or_create_student(entry.username, first_name=entry.first_name,
+                                               last_name=entry.last_name, email=entry.email)
+
+
+def grade_download(*, download: Path, course_root: Path, output_folder: Path, workers: int,
+                   roster: Path | None = None) -> RunSummary:
+    started = time.monotonic()
+    config = course_config(course_root)
+    require_sandbox(config)
+    imported = importing.import_download(download=download, roster=roster)
+    if not imported.submissions:
+        raise CourseKitError(f"no submission in {download} matches <olat1>_<olat2>_{NOTEBOOK_NAME}.ipynb; "
+                             "see the file names in the download.")
+    database = gradebook_url(course_root, config)
+    ensure_assignment(course_root, database)
+    importing.write_submissions(result=imported, course_root=course_root)
+    fill_roster(database, imported.roster)
+
+    state_file = course_root / STATE_FOLDER / "graded.json"
+    state = json.loads(state_file.read_text()) if state_file.exists() else {}
+    teams = [submission.team_id for submission in imported.submissions]
+    changed = teams_to_grade(course_root=course_root, teams=teams, database=database, state=state)
+    if changed:
+        shard_roots = grade_in_shards(course_root=course_root, teams=changed, workers=max(1, workers))
+        for number, shard_root in enumerate(shard_roots):
+            merge_shard(shard_root=shard_root, course_root=course_root, database=database,
+                        teams=changed[number::len(shard_roots)])
+        state.update({team: fingerprint(submission_path(course_root, team)) for team in changed})
+        state_file.parent.mkdir(parents=True, exist_ok=True)
+        state_file.write_text(json.dumps(state, indent=1, sort_keys=True))
+
+    results = collect_results(course_root=course_root, imported=imported, database=database)
+    write_outputs(course_root=course_root, output_folder=output_folder, results=results, imported=imported)
+    return RunSummary(tuple(results), tuple(changed), imported.problems, imported.missing, output_folder,
+                      time.monotonic() - started)
+
+
+def collect_results(*, course_root: Path, imported: importing.ImportResult, database: str) -> list[TeamResult]:
+    teams = [submission.team_id for submission in imported.submissions]
+    scores = read_scores(course_root=course_root, student_ids=teams, database=database)
+    results = []
+    for submission in imported.submissions:
+        team_scores = scores.get(submission.team_id)
+        findings = integrity.scan_notebook(content=submission.content)
+        results.append(TeamResult(
+            team_id=submission.team_id, members=submission.members,
+            status=team_scores.status if team_scores else "not graded",
+            reason=team_scores.reason if team_scores else "nbgrader recorded no grades",
+            origin=submission.origin, cells=team_scores.cells if team_scores else (), findings=findings,
+        ))
+    return results
+
+
+def write_outputs(*, course_root: Path, output_folder: Path, results: list[TeamResult],
+                  imported: importing.ImportResult) -> None:
+    output_folder.mkdir(parents=True, exist_ok=True)
+    exporting.write_grades_csv(results=results, roster=imported.roster, path=output_folder / "grades.csv")
+    feedback_folder = output_folder / "feedback"
+    shutil.rmtree(feedback_folder, ignore_errors=True)
+    feedback_folder.mkdir()
+    for result in results:
+        html = course_root / "feedback" / result.team_id / ASSIGNMENT_ID / f"{NOTEBOOK_NAME}.html"
+        if html.exists():
+            shutil.copyfile(html, feedback_folder / f"{result.team_id}.html")
+    findings = {result.team_id: result.findings for result in results}
+    (output_folder / "integrity.txt").write_text(integrity.format_report(findings_by_team=findings), encoding="utf-8")
+    (output_folder / "integrity.html").write_text(integrity.report_html(findings_by_team=findings), encoding="utf-8")
+    reporting.write_report(results=results, problems=imported.problems, missing=imported.missing,
+                           output_folder=output_folder)

@@ -1,0 +1,206 @@
+"""Hostile and broken submissions graded with honest ones in one real `nbgrader autograde` run.
+
+The fixtures are data (tests/hostile/submissions.toml); TAMPERING below holds
+the notebook edits they name. Asserted: every student has a result with the
+right status, attackers score no more than a blank notebook, honest students
+keep full marks, nothing leaked out of the sandbox and no process lingered.
+"""
+import copy
+import subprocess
+import tomllib
+
+import nbformat
+import pytest
+
+from coursekit import grading
+from coursekit.notebooks import fill_answers, grade_id, is_answer_cell, master_answers
+from conftest import REPOSITORY
+
+FIXTURES = REPOSITORY / "tests" / "hostile" / "submissions.toml"
+FULL_MARKS = 56.0
+
+
+def is_test_cell(cell):
+    nbgrader = cell.metadata.get("nbgrader", {})
+    return bool(nbgrader.get("grade")) and cell.cell_type == "code"
+
+
+def tag(cells, name):
+    for cell in cells:
+        cell.metadata.setdefault("tags", []).append(name)
+
+
+def strip_nbgrader_metadata(notebook):
+    for cell in notebook.cells:
+        cell.metadata = {}
+
+
+def delete_test_cells(notebook):
+    notebook.cells = [c for c in notebook.cells if not is_test_cell(c)]
+
+
+def duplicate_answer_cells(notebook):
+    cells = []
+    for cell in notebook.cells:
+        cells.append(cell)
+        if is_answer_cell(cell) and cell.cell_type == "code":
+            duplicate = copy.deepcopy(cell)
+            duplicate.source = "# a stale copy\n" + duplicate.source
+            cells.append(duplicate)
+    notebook.cells = cells
+
+
+def add_helper_cells(notebook):
+    helper = nbformat.v4.new_code_cell("def helper():\n    return 'scratch work'\nprint(helper())")
+    notebook.cells.insert(3, helper)
+    notebook.cells.append(nbformat.v4.new_code_cell("print('the end')"))
+
+
+def tag_everything(notebook):
+    tag(notebook.cells, "skip-execution")
+
+
+def schema_version_1(notebook):
+    for cell in notebook.cells:
+        if "nbgrader" in cell.metadata:
+            cell.metadata.nbgrader["schema_version"] = 1
+
+
+def make_tests_ungraded(notebook):
+    for cell in notebook.cells:
+        if is_test_cell(cell):
+            cell.metadata.nbgrader.update(grade=False, locked=False, points=0)
+
+
+def answers_become_tests(notebook):
+    for cell in notebook.cells:
+        if is_answer_cell(cell) and cell.cell_type == "code":
+            cell.metadata.nbgrader.update(grade=True, solution=False, points=1000)
+            cell.source = "1000.0"
+
+
+def replace_test_cells(notebook):
+    for cell in notebook.cells:
+        if is_test_cell(cell):
+            cell.source = f"{float(cell.metadata.nbgrader.points)}"
+
+
+def retype_test_cells(notebook):
+    for index, cell in enumerate(notebook.cells):
+        if is_test_cell(cell):
+            markdown = nbformat.v4.new_markdown_cell(cell.source, metadata=cell.metadata)
+            notebook.cells[index] = markdown
+
+
+def move_tests_to_top(notebook):
+    tests = [c for c in notebook.cells if is_test_cell(c)]
+    notebook.cells = tests + [c for c in notebook.cells if not is_test_cell(c)]
+
+
+TAMPERING = {
+    "strip-nbgrader-metadata": strip_nbgrader_metadata,
+    "delete-test-cells": delete_test_cells,
+    "duplicate-answer-cells": duplicate_answer_cells,
+    "add-helper-cells": add_helper_cells,
+    "tag-everything": tag_everything,
+    "schema-version-1": schema_version_1,
+    "tag-tests:skip-execution": lambda nb: tag([c for c in nb.cells if is_test_cell(c)], "skip-execution"),
+    "tag-tests:raises-exception": lambda nb: tag([c for c in nb.cells if is_test_cell(c)], "raises-exception"),
+    "tests-not-graded": make_tests_ungraded,
+    "answers-become-tests": answers_become_tests,
+    "replace-test-cells": replace_test_cells,
+    "retype-test-cells": retype_test_cells,
+    "move-tests-to-top": move_tests_to_top,
+}
+
+
+def load_fixtures():
+    return tomllib.loads(FIXTURES.read_text(encoding="utf-8"))["submission"]
+
+
+def build(spec, master, release_with_tests):
+    if "raw" in spec:
+        return grading.SubmissionFiles(notebook=spec["raw"].encode())
+    answers = master_answers(master) if spec["base"] == "solution" else {}
+    answers.update(spec.get("answers", {}))
+    notebook = fill_answers(release_with_tests, answers)
+    for name in spec.get("tamper", []):
+        TAMPERING[name](notebook)
+    files = tuple((name, content.encode()) for name, content in spec.get("files", {}).items())
+    return grading.SubmissionFiles(
+        notebook=nbformat.writes(notebook).encode(),
+        notebook_filename=spec.get("filename", "ml_ex2.ipynb"),
+        extra_files=files,
+    )
+
+
+def sandbox_processes():
+    listing = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    return [line for line in listing.splitlines() if "sleep 613" in line or "coursekit.hardened_kernel" in line]
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory, master, release):
+    specs = load_fixtures()
+    submissions = {spec["name"]: build(spec, master, release) for spec in specs}
+    work_dir = tmp_path_factory.mktemp("hostile")
+    scores = grading.grade_notebooks(template_root=REPOSITORY, work_dir=work_dir, submissions=submissions, workers=2)
+    return specs, scores, work_dir
+
+
+def test_fixtures_cover_every_category():
+    names = {spec["name"] for spec in load_fixtures()}
+    assert len(names) >= 30
+    for required in ["invalid-json", "empty-file", "not-a-notebook", "renamed-notebook", "crash-os-exit",
+                     "crash-segfault", "infinite-loop", "ignores-sigint", "memory-exhaustion", "output-flood",
+                     "lingering-child", "network-attempt", "read-outside", "write-outside",
+                     "shadowing-grader-modules", "skip-execution-tags", "monkeypatch-torch-math-numpy",
+                     "fake-equality-objects", "input-transformer-empties-tests", "custom-exception-handler",
+                     "detects-grading", "honest-colab"]:
+        assert required in names
+
+
+def test_every_submission_gets_a_result_with_the_right_status(graded):
+    specs, scores, _ = graded
+    for spec in specs:
+        result = scores.get(spec["name"])
+        assert result is not None, f"{spec['name']} has no result"
+        assert result.status == spec.get("status", "graded"), (spec["name"], result.status, result.reason)
+
+
+def test_scores_match_expectations(graded):
+    specs, scores, _ = graded
+    wrong = {}
+    for spec in specs:
+        total = sum(c.score for c in scores[spec["name"]].autograded().values())
+        expected = spec["expect"]
+        ok = (total == FULL_MARKS if expected == "full" else total == 0.0 if expected == "blank"
+              else 0.0 < total < FULL_MARKS)
+        if not ok:
+            wrong[spec["name"]] = (expected, total)
+    assert wrong == {}
+
+
+def test_nothing_leaked_out_of_the_sandbox(graded):
+    _, _, work_dir = graded
+    outputs = "\n".join(path.read_text(errors="replace") for path in work_dir.glob("shard-*/autograded/*/ex2/ml_ex2.ipynb"))
+    assert "LEAK:" not in outputs
+    assert "Reference answer" not in outputs and "BEGIN SOLUTION" not in outputs
+    assert "connected to" not in outputs
+    for shard in work_dir.glob("shard-*"):
+        assert not (shard / "HACKED").exists()
+    assert not (REPOSITORY / "HACKED").exists()
+    assert not list(work_dir.rglob("HACKED"))
+
+
+def test_no_student_process_lingers(graded):
+    assert sandbox_processes() == []
+
+
+def test_original_submissions_are_not_modified(graded, master, release):
+    specs, _, work_dir = graded
+    for spec in specs:
+        built = build(spec, master, release)
+        shard_files = list(work_dir.glob(f"shard-*/submitted/{spec['name']}/ex2/{built.notebook_filename}"))
+        assert len(shard_files) == 1
+        assert shard_files[0].read_bytes() == built.notebook, spec["name"]
