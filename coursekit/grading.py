@@ -50,8 +50,15 @@ def tool_environment() -> dict[str, str]:
     """nbgrader runs `alembic` and `jupyter` from PATH: put this interpreter's bin/ first."""
     environment = dict(os.environ)
     bin_dir = str(Path(sys.executable).parent)
-    environment["PATH"] = bin_dir + os.pathsep + environment.get("PATH", "")
+    path = environment.get("PATH", "")
+    if path.split(os.pathsep)[0] != bin_dir:
+        environment["PATH"] = bin_dir + os.pathsep + path
     return environment
+
+
+def ensure_tools_on_path() -> None:
+    """Gradebooks created in this process run `alembic` from PATH too."""
+    os.environ["PATH"] = tool_environment()["PATH"]
 
 
 def nbgrader_command() -> list[str]:

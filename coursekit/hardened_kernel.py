@@ -95,6 +95,12 @@ class PristineState:
         return state
 
     def restore(self, kernel: IPythonKernel) -> None:
+        # Builtins first, with nothing but dict operations and syntax: until
+        # they are back, `type`, `isinstance` and friends may be the student's.
+        builtins_now = self.modules["builtins"].__dict__
+        for name, value in self.module_attributes["builtins"].items():
+            if builtins_now.get(name, _MISSING) is not value:
+                builtins_now[name] = value
         sys.settrace(None)
         sys.setprofile(None)
         for name, value in self.sys_hooks.items():
@@ -165,7 +171,8 @@ def restore_instance(instance: Any, methods: dict[str, Any]) -> None:
     `getpass` there during a cell) are left alone.
     """
     current = vars(instance)
-    shadowing = [n for n, v in current.items() if n not in methods and is_function_like(v) and hasattr(type(instance), n)]
+    cls = type(instance)
+    shadowing = [n for n in current if n not in methods and is_function_like(getattr(cls, n, None))]
     for name in shadowing:
         del current[name]
     current.update(methods)
@@ -184,6 +191,14 @@ class HardenedKernel(IPythonKernel):
     async def shell_main(self, subshell_id, msg):  # noqa: D401 (ipykernel's name)
         self._pristine.restore(self)
         return await super().shell_main(subshell_id, msg)
+
+    async def do_execute(self, *args, **kwargs):
+        try:
+            return await super().do_execute(*args, **kwargs)
+        finally:
+            # Also straight after the cell, so the kernel's own reply is sent
+            # with the real builtins even if the cell replaced them.
+            self._pristine.restore(self)
 
 
 def preimport_protected_modules() -> None:

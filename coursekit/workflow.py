@@ -23,8 +23,8 @@ from traitlets.config.loader import PyFileConfigLoader
 
 from . import exporting, importing, integrity, reporting, sandbox
 from .errors import CourseKitError
-from .grading import prepare_course, read_scores, run_nbgrader, submission_path
-from .notebooks import ASSIGNMENT_ID, NOTEBOOK_NAME
+from .grading import ensure_tools_on_path, prepare_course, read_scores, run_nbgrader, submission_path
+from .notebooks import ASSIGNMENT_ID, NOTEBOOK_NAME, read_notebook
 from .records import TeamResult
 
 STATE_FOLDER = ".coursekit"
@@ -209,6 +209,7 @@ def fill_roster(database: str, roster: tuple[importing.RosterEntry, ...]) -> Non
 def grade_download(*, download: Path, course_root: Path, output_folder: Path, workers: int,
                    roster: Path | None = None) -> RunSummary:
     started = time.monotonic()
+    ensure_tools_on_path()
     config = course_config(course_root)
     require_sandbox(config)
     imported = importing.import_download(download=download, roster=roster)
@@ -242,10 +243,13 @@ def grade_download(*, download: Path, course_root: Path, output_folder: Path, wo
 def collect_results(*, course_root: Path, imported: importing.ImportResult, database: str) -> list[TeamResult]:
     teams = [submission.team_id for submission in imported.submissions]
     scores = read_scores(course_root=course_root, student_ids=teams, database=database)
+    release = read_notebook(course_root / "release" / ASSIGNMENT_ID / f"{NOTEBOOK_NAME}.ipynb")
+    trusted = frozenset(c.source.strip() for c in release.cells
+                        if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("locked"))
     results = []
     for submission in imported.submissions:
         team_scores = scores.get(submission.team_id)
-        findings = integrity.scan_notebook(content=submission.content)
+        findings = integrity.scan_notebook(content=submission.content, trusted_sources=trusted)
         results.append(TeamResult(
             team_id=submission.team_id, members=submission.members,
             status=team_scores.status if team_scores else "not graded",

@@ -10,7 +10,7 @@ def run_cli(*arguments):
     return subprocess.run([sys.executable, "-m", "coursekit.cli", *arguments], capture_output=True, text=True)
 
 
-@pytest.mark.parametrize("command", [[], ["accuracy"], ["demo"]])
+@pytest.mark.parametrize("command", [[], ["accuracy"], ["demo"], ["grade"]])
 def test_every_command_has_help(command):
     result = run_cli(*command, "--help")
     assert result.returncode == 0

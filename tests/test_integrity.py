@@ -239,3 +239,12 @@ def test_report_html_escapes_student_code_and_team_names():
     assert "&lt;b&gt;team&lt;/b&gt; &amp; co" in page
     assert "quiet-team" in page
     assert page.count("<table>") == 1
+
+
+def test_a_cell_marked_locked_by_the_student_is_still_scanned():
+    cell = nbformat.v4.new_code_cell("import subprocess\nsubprocess.run(['ls'])")
+    cell.metadata["nbgrader"] = {"locked": True, "grade_id": "my_cell"}
+    content = nbformat.writes(nbformat.v4.new_notebook(cells=[cell])).encode()
+    assert scan_notebook(content=content) == ()  # trusting the flag misses it
+    findings = scan_notebook(content=content, trusted_sources=frozenset({"print('given')"}))
+    assert any(f.category == "process" for f in findings)

@@ -20,11 +20,19 @@ def test_every_make_target_in_the_readme_exists():
         assert re.search(rf"^{target}:", MAKEFILE, re.M), target
 
 
-def test_every_coursekit_command_in_the_readme_parses():
+def test_every_coursekit_command_in_the_readme_exists():
     commands = set(re.findall(r"coursekit (\w+)", README))
-    parser = cli.build_parser()
+    assert {"grade", "accuracy"} <= commands
+    subcommands = cli.build_parser()._subparsers._group_actions[0].choices
     for command in commands:
-        parser.parse_args([command])
+        assert command in subcommands, command
+
+
+def test_the_readme_grade_command_parses():
+    line = next(line for line in README.splitlines() if "coursekit grade" in line and "--roster" in line)
+    arguments = line.split("coursekit ", 1)[1].split()
+    parsed = cli.build_parser().parse_args(arguments)
+    assert parsed.command == "grade" and parsed.roster is not None
 
 
 def test_ci_runs_the_readme_test_command():
