@@ -14,11 +14,13 @@ import shutil
 import sys
 import threading
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from nbgrader.api import Gradebook, MissingEntry
+from sqlalchemy.exc import SAWarning
 from traitlets.config.loader import PyFileConfigLoader
 
 from . import exporting, importing, integrity, reporting, sandbox
@@ -177,6 +179,13 @@ def grade_in_shards(*, course_root: Path, teams: list[str], workers: int) -> lis
 
 def merge_shard(*, shard_root: Path, course_root: Path, database: str, teams: list[str]) -> None:
     """Copy a shard's autograded notebooks, feedback and automatic grades into the course."""
+    # nbgrader's own API warns about its lazy relationships when it creates a submission.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SAWarning)
+        copy_shard(shard_root=shard_root, course_root=course_root, database=database, teams=teams)
+
+
+def copy_shard(*, shard_root: Path, course_root: Path, database: str, teams: list[str]) -> None:
     with Gradebook(f"sqlite:///{shard_root / 'gradebook.db'}") as source, Gradebook(database) as target:
         for team in teams:
             for folder in ("autograded", "feedback"):
