@@ -32,7 +32,6 @@ class RebuildNotes:
     missing_answers: tuple[str, ...]
     duplicated_answers: tuple[str, ...]
     added_cells: int
-    unreadable: str  # why the file could not be read as a notebook; empty when it could
 
 
 def metadata_of(cell: NotebookNode) -> dict:
@@ -126,7 +125,7 @@ def rebuild(*, submission: NotebookNode | None, release: NotebookNode) -> tuple[
     for source in attached.get(None, []):  # added before any recognised cell: keep them first
         rebuilt.cells.insert(0, nbformat.v4.new_code_cell(source))
     added = sum(len(sources) for sources in attached.values())
-    notes = RebuildNotes(tuple(missing), tuple(duplicated), added, "")
+    notes = RebuildNotes(tuple(missing), tuple(duplicated), added)
     return rebuilt, notes
 
 
