@@ -2,9 +2,11 @@
 
 Prints both times and their ratio (target: at least 1.8x faster on 2 cores with the
 sandbox on), the per-submission cost against starting one Python process that imports
-torch (target: within 1.5x), and the cost of the sandbox itself (serial, with vs without).
+torch (target: within 1.5x), and what the sandbox costs: serial grading of a few
+submissions with kernels forked from the fork server, with bubblewrap starting each
+kernel, and with no sandbox at all.
 
-    .venv/bin/python benchmarks/bench_grading.py [--submissions 40] [--workers N]
+    .venv/bin/python benchmarks/bench_grading.py [--submissions 40] [--workers N] [--comparison-submissions 10]
 """
 from __future__ import annotations
 
@@ -68,13 +70,19 @@ def stock_seconds(work: Path, count: int) -> float:
     return time.perf_counter() - started
 
 
-def kit_seconds(work: Path, name: str, download: Path, workers: int, *, sandbox: bool) -> float:
+SANDBOX_SETTINGS = {
+    "fork-server": "",
+    "bubblewrap": "\nc.SandboxedKernelManager.fork_server = False\n",
+    "none": '\nc.SandboxedKernelManager.fork_server = False\nc.SandboxedKernelManager.bwrap_path = "/nonexistent/bwrap"\n'
+            "c.SandboxedKernelManager.allow_grading_without_sandbox = True\n",
+}
+
+
+def kit_seconds(work: Path, name: str, download: Path, workers: int, *, sandbox: str = "fork-server") -> float:
     course = work / name
     demo.copy_course(course_root=REPOSITORY, destination=course)
-    if not sandbox:
-        with open(course / "nbgrader_config.py", "a") as config:
-            config.write('\nc.SandboxedKernelManager.bwrap_path = "/nonexistent/bwrap"\n'
-                         "c.SandboxedKernelManager.allow_grading_without_sandbox = True\n")
+    with open(course / "nbgrader_config.py", "a") as config:
+        config.write(SANDBOX_SETTINGS[sandbox])
     run_nbgrader(course, "generate_assignment", "ex2", "--force")  # not part of grading
     started = time.perf_counter()
     grade_download(download=download, course_root=course, output_folder=work / f"{name}-results", workers=workers)
@@ -85,7 +93,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--submissions", type=int, default=40)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--skip-sandbox-comparison", action="store_true")
+    parser.add_argument("--comparison-submissions", type=int, default=10,
+                        help="submissions graded serially per sandbox mode (0: skip the comparison)")
     arguments = parser.parse_args()
     count = arguments.submissions
     with tempfile.TemporaryDirectory(prefix="coursekit-bench-") as folder:
@@ -93,19 +102,19 @@ def main() -> None:
         download = synthetic_download(work / "download.zip", count)
         torch_import = torch_import_seconds()
         stock = stock_seconds(work, count)
-        kit = kit_seconds(work, "kit", download, arguments.workers, sandbox=True)
+        kit = kit_seconds(work, "kit", download, arguments.workers)
         print(f"submissions:                          {count} on {os.cpu_count()} cores, {arguments.workers} workers")
         print(f"python -c 'import torch' (median):     {torch_import:.2f} s")
         print(f"stock nbgrader autograde, serial:     {stock:.1f} s  ({stock / count:.2f} s per submission)")
         print(f"coursekit grade, sandboxed, parallel: {kit:.1f} s  ({kit / count:.2f} s per submission)")
         print(f"speed-up over stock:                  {stock / kit:.2f}x  (target >= 1.8x)")
         print(f"per-submission cost / torch import:   {kit / count / torch_import:.2f}x  (target <= 1.5x)")
-        if not arguments.skip_sandbox_comparison:
-            with_sandbox = kit_seconds(work, "serial-sandbox", download, 1, sandbox=True)
-            without = kit_seconds(work, "serial-plain", download, 1, sandbox=False)
-            print(f"serial, with sandbox:                 {with_sandbox / count:.2f} s per submission")
-            print(f"serial, without sandbox:              {without / count:.2f} s per submission")
-            print(f"sandbox cost:                         {(with_sandbox - without) / count:+.2f} s per submission")
+        few = arguments.comparison_submissions
+        if few:
+            small = synthetic_download(work / "small.zip", few)
+            for mode in SANDBOX_SETTINGS:
+                seconds = kit_seconds(work, f"serial-{mode}", small, 1, sandbox=mode)
+                print(f"serial, sandbox {mode + ':':<13}        {seconds / few:.2f} s per submission ({few} submissions)")
 
 
 if __name__ == "__main__":

@@ -1,17 +1,23 @@
 """Running real `nbgrader autograde` on a course and reading the scores back.
 
-nbgrader is run as a separate process, exactly as an instructor would run it,
-with the course's `nbgrader_config.py`; the scores come from its gradebook.
+nbgrader runs as a separate process with the course's `nbgrader_config.py`,
+as an instructor would run it; the scores come from its gradebook. Parallel
+grading splits the students over shards: copies of the course with their own
+SQLite gradebooks, each graded by its own process, so nothing is shared.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
+import tempfile
+import threading
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, ContextManager
 
 import nbformat
 from nbformat import NotebookNode
@@ -79,13 +85,58 @@ def run_nbgrader(course_root: Path, *arguments: str, timeout: float | None = Non
     )
 
 
+def nbgrader_in_fork(course_root: Path, *arguments: str) -> subprocess.CompletedProcess:
+    """Run an nbgrader command in a fork of this process, which has nbgrader imported already.
+
+    A fresh nbgrader process spends ~3 s importing (jsonschema's format checkers
+    compile grammars); a fork starts at once. Forking a process with threads can
+    deadlock the fork, so a threaded process starts a fresh one instead.
+    """
+    if threading.active_count() > 1:
+        return run_nbgrader(course_root, *arguments)
+    from nbgrader.apps.nbgraderapp import NbGraderApp
+
+    from .sandbox import ForkServer
+
+    with tempfile.TemporaryFile() as output, tempfile.TemporaryFile() as errors:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        child = os.fork()
+        if child == 0:
+            code = 1
+            try:
+                os.dup2(output.fileno(), 1)
+                os.dup2(errors.fileno(), 2)
+                # Whatever sys.stdout was (a test runner's capture, say), the command's output goes to the files.
+                sys.stdout = open(1, "w", closefd=False)
+                sys.stderr = open(2, "w", closefd=False)
+                os.chdir(course_root)
+                os.environ["PATH"] = tool_environment()["PATH"]
+                NbGraderApp.launch_instance(argv=list(arguments))
+                code = 0
+            except SystemExit as exit:
+                code = exit.code if isinstance(exit.code, int) else int(exit.code is not None)
+            except BaseException:
+                traceback.print_exc()
+            finally:
+                ForkServer.stop_own()  # os._exit skips atexit, and the parent's exit handlers are not ours to run
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)
+        _, status = os.waitpid(child, 0)
+        output.seek(0)
+        errors.seek(0)
+        return subprocess.CompletedProcess(["nbgrader", *arguments], os.waitstatus_to_exitcode(status),
+                                           output.read().decode(errors="replace"), errors.read().decode(errors="replace"))
+
+
 def prepare_course(*, template_root: Path, course_root: Path) -> None:
     """A throwaway copy of the course: config, source, release and a fresh gradebook."""
     course_root.mkdir(parents=True, exist_ok=True)
     shutil.copy(template_root / "nbgrader_config.py", course_root / "nbgrader_config.py")
     for folder in ("source", "release"):
         shutil.copytree(template_root / folder, course_root / folder, dirs_exist_ok=True)
-    result = run_nbgrader(course_root, "generate_assignment", ASSIGNMENT_ID, "--force")
+    result = nbgrader_in_fork(course_root, "generate_assignment", ASSIGNMENT_ID, "--force")
     if result.returncode != 0:
         raise CourseKitError(f"nbgrader generate_assignment failed in {course_root}:\n{result.stderr[-2000:]}")
 
@@ -157,36 +208,78 @@ class SubmissionFiles:
             (folder / name).write_bytes(content)
 
 
+def autograde_shards(*, prototype: Path, shards: dict[Path, list[str]],
+                     copy_submission: Callable[[Path, str], None], feedback: bool = False,
+                     progress: ContextManager | None = None) -> None:
+    """Autograde every shard at once, each in a forked worker; `progress` runs while they do.
+
+    A shard is a copy of the prototype course (generated assignment, empty
+    gradebook) with its students' submissions; its gradebook is its own SQLite
+    file whatever db_url the course's configuration names.
+    """
+    def grade_shard(shard_root: Path, students: list[str]) -> None:
+        shutil.rmtree(shard_root, ignore_errors=True)
+        shutil.copytree(prototype, shard_root)
+        for student_id in students:
+            copy_submission(shard_root, student_id)
+        database = f"--CourseDirectory.db_url=sqlite:///{shard_root / 'gradebook.db'}"
+        commands = ["autograde", "generate_feedback"] if feedback else ["autograde"]
+        with open(shard_root / "nbgrader.log", "w") as log:
+            for command in commands:
+                run = nbgrader_in_fork(shard_root, command, ASSIGNMENT_ID, "--force", database)
+                log.write(run.stdout + run.stderr)
+
+    # Imported once here rather than once per worker and command.
+    import nbgrader.apps.nbgraderapp  # noqa: F401
+
+    from . import execution, preprocessors, rebuild  # noqa: F401 (named in nbgrader_config.py)
+
+    workers = {fork_worker(grade_shard, shard_root, students): shard_root for shard_root, students in shards.items()}
+    # The progress thread starts only now: the workers must be forked from a process without threads.
+    with progress or contextlib.nullcontext():
+        failed = [workers[pid] for pid in workers if os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) != 0]
+    if failed:
+        problem = (failed[0] / "worker-error.txt").read_text().strip().splitlines()[-1:]
+        raise CourseKitError(f"grading stopped in {failed[0]}: {' '.join(problem) or 'the worker died'}")
+
+
+def fork_worker(function: Callable[..., None], shard_root: Path, students: list[str]) -> int:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    child = os.fork()
+    if child == 0:
+        code = 0
+        try:
+            function(shard_root, students)
+        except BaseException:
+            code = 1
+            shard_root.mkdir(parents=True, exist_ok=True)
+            (shard_root / "worker-error.txt").write_text(traceback.format_exc())
+        finally:
+            os._exit(code)
+    return child
+
+
 def grade_notebooks(
     *, template_root: Path, work_dir: Path, submissions: dict[str, NotebookNode | SubmissionFiles], workers: int
 ) -> dict[str, StudentScores]:
-    """Autograde notebooks with real nbgrader, split over `workers` throwaway courses.
-
-    Each shard is a complete course with its own gradebook, so the shards never
-    share a SQLite file; the scores are read back from every shard's gradebook.
-    """
+    """Autograde notebooks with real nbgrader, split over `workers` throwaway courses."""
     prototype = work_dir / "prototype"
     if not (prototype / "gradebook.db").exists():
         prepare_course(template_root=template_root, course_root=prototype)
     student_ids = sorted(submissions)
-    shards = [student_ids[index::workers] for index in range(max(1, workers))]
-    shards = [shard for shard in shards if shard]
+    shards = {work_dir / f"shard-{number}": student_ids[number::workers] for number in range(max(1, workers))}
+    shards = {root: students for root, students in shards.items() if students}
 
-    def grade_shard(number: int, shard: list[str]) -> dict[str, StudentScores]:
-        course_root = work_dir / f"shard-{number}"
-        shutil.rmtree(course_root, ignore_errors=True)
-        shutil.copytree(prototype, course_root)
-        for student_id in shard:
-            submission = submissions[student_id]
-            if isinstance(submission, SubmissionFiles):
-                submission.write(submission_path(course_root, student_id).parent)
-            else:
-                write_notebook(submission, submission_path(course_root, student_id))
-        autograde(course_root=course_root)
-        return read_scores(course_root=course_root, student_ids=shard)
+    def copy_submission(course_root: Path, student_id: str) -> None:
+        submission = submissions[student_id]
+        if isinstance(submission, SubmissionFiles):
+            submission.write(submission_path(course_root, student_id).parent)
+        else:
+            write_notebook(submission, submission_path(course_root, student_id))
 
+    autograde_shards(prototype=prototype, shards=shards, copy_submission=copy_submission)
     results: dict[str, StudentScores] = {}
-    with ThreadPoolExecutor(max_workers=len(shards) or 1) as pool:
-        for shard_scores in pool.map(grade_shard, range(len(shards)), shards):
-            results.update(shard_scores)
+    for course_root, students in shards.items():
+        results.update(read_scores(course_root=course_root, student_ids=students))
     return results

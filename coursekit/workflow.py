@@ -15,7 +15,6 @@ import sys
 import threading
 import time
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,9 +22,9 @@ from nbgrader.api import Gradebook, MissingEntry
 from sqlalchemy.exc import SAWarning
 from traitlets.config.loader import PyFileConfigLoader
 
-from . import exporting, importing, integrity, reporting, sandbox
+from . import exporting, fork_server, importing, integrity, reporting, sandbox
 from .errors import CourseKitError
-from .grading import ensure_tools_on_path, prepare_course, read_scores, run_nbgrader, submission_path
+from .grading import autograde_shards, ensure_tools_on_path, prepare_course, read_scores, run_nbgrader, submission_path
 from .notebooks import ASSIGNMENT_ID, NOTEBOOK_NAME, read_notebook
 from .records import TeamResult
 
@@ -66,6 +65,8 @@ def course_config(course_root: Path):
 
 def require_sandbox(config) -> None:
     if config.SandboxedKernelManager.get("allow_grading_without_sandbox", False):
+        return
+    if config.SandboxedKernelManager.get("fork_server", True) and fork_server.supported() is None:
         return
     name = config.SandboxedKernelManager.get("bwrap_path", "bwrap")
     bwrap = shutil.which(name)
@@ -154,27 +155,20 @@ def grade_in_shards(*, course_root: Path, teams: list[str], workers: int) -> lis
         shutil.rmtree(prototype, ignore_errors=True)
         prepare_course(template_root=course_root, course_root=prototype)
         (prototype / "course-key").write_text(course_key)
-    shards = [teams[index::workers] for index in range(workers)]
-    shards = [shard for shard in shards if shard]
-    shard_roots = [work / f"shard-{number}" for number in range(len(shards))]
+    shards = {work / f"shard-{number}": teams[number::workers] for number in range(workers)}
+    shards = {root: shard for root, shard in shards.items() if shard}
 
-    def grade_shard(shard_root: Path, shard: list[str]) -> None:
-        shutil.rmtree(shard_root, ignore_errors=True)
-        shutil.copytree(prototype, shard_root)
-        for team in shard:
-            shutil.copytree(course_root / "submitted" / team, shard_root / "submitted" / team)
-        database = f"--CourseDirectory.db_url=sqlite:///{shard_root / 'gradebook.db'}"
-        run_nbgrader(shard_root, "autograde", ASSIGNMENT_ID, "--force", database)
-        run_nbgrader(shard_root, "generate_feedback", ASSIGNMENT_ID, "--force", database)
+    def copy_submission(shard_root: Path, team: str) -> None:
+        shutil.copytree(course_root / "submitted" / team, shard_root / "submitted" / team)
 
     def finished() -> int:
         # nbgrader makes a notebook read-only once the student's grading is complete.
-        return sum(1 for root in shard_roots for path in root.glob(f"autograded/*/{ASSIGNMENT_ID}/*.ipynb")
+        return sum(1 for root in shards for path in root.glob(f"autograded/*/{ASSIGNMENT_ID}/*.ipynb")
                    if path.stat().st_mode & 0o222 == 0)
 
-    with Progress(len(teams), finished), ThreadPoolExecutor(max_workers=len(shards) or 1) as pool:
-        list(pool.map(grade_shard, shard_roots, shards))
-    return shard_roots
+    autograde_shards(prototype=prototype, shards=shards, copy_submission=copy_submission, feedback=True,
+                     progress=Progress(len(teams), finished))
+    return list(shards)
 
 
 def merge_shard(*, shard_root: Path, course_root: Path, database: str, teams: list[str]) -> None:

@@ -1,8 +1,13 @@
-"""The sandbox's settings and its refusal to grade without bubblewrap (no kernel started here)."""
+"""The sandbox: its settings, its refusal to grade without bubblewrap, and what a kernel inside it sees."""
+import json
 import os
 import shutil
+from pathlib import Path
 
+import nbformat
 import pytest
+from jupyter_core.utils import run_sync
+from nbclient import NotebookClient
 from traitlets.config import Config
 
 from coursekit.errors import CourseKitError
@@ -21,11 +26,13 @@ def manager_factory():
 
     yield make
     for manager in managers:
+        if manager.has_kernel:  # nbclient leaves a kernel it was handed running
+            run_sync(manager.shutdown_kernel)(now=True)
         shutil.rmtree(manager._private_folder, ignore_errors=True)
 
 
 def test_missing_bwrap_stops_grading_with_a_one_line_install_hint(manager_factory):
-    manager = manager_factory(bwrap_path="/nonexistent/bwrap")
+    manager = manager_factory(bwrap_path="/nonexistent/bwrap", fork_server=False)
     with pytest.raises(SandboxUnavailable) as stop:
         manager.bwrap()
     message = str(stop.value)
@@ -40,7 +47,7 @@ def test_opting_out_is_explicit(manager_factory):
 def test_the_kernel_command_is_sandboxed_and_limited(manager_factory, tmp_path):
     (tmp_path / "data.csv").write_text("1,2")
     (tmp_path / "ml_ex2.ipynb").write_text("{}")
-    manager = manager_factory(memory_limit_mib=512, process_limit=32)
+    manager = manager_factory(memory_limit_mib=512, process_limit=32, fork_server=False)
     manager._launch_args = {"cwd": str(tmp_path)}
     manager.write_connection_file()
     command = manager.format_kernel_cmd()
@@ -58,7 +65,62 @@ def test_the_kernel_command_is_sandboxed_and_limited(manager_factory, tmp_path):
 def test_grade_command_refuses_without_bwrap():
     config = Config()
     config.SandboxedKernelManager.bwrap_path = "/nonexistent/bwrap"
+    config.SandboxedKernelManager.fork_server = False
     with pytest.raises(CourseKitError, match="apt-get install bubblewrap"):
         require_sandbox(config)
     config.SandboxedKernelManager.allow_grading_without_sandbox = True
     require_sandbox(config)  # the explicit opt-out lets it through
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the fork server needs root")
+def test_the_fork_server_gets_the_same_sandbox_and_limits(manager_factory, tmp_path):
+    (tmp_path / "data.csv").write_text("1,2")
+    manager = manager_factory(memory_limit_mib=512, process_limit=32)
+    manager._launch_args = {"cwd": str(tmp_path)}
+    manager.write_connection_file()
+    command = manager.format_kernel_cmd()
+    assert command[1:3] == ["-I", "-S"] and command[3].endswith("kernel_relay.py")
+    request = json.loads(command[-1])
+    assert request["memory_bytes"] == 512 * 1024 * 1024 and request["processes"] == 32
+    assert request["uid"] >= 200000 and request["home"]["inside"] == "/home/student"
+    assert (manager._private_folder / "home" / "data.csv").exists()
+
+
+PROBE = r"""
+import os, socket
+print("uid", os.getuid(), "host", socket.gethostname())
+print("processes", len([p for p in os.listdir("/proc") if p.isdigit()]))
+print("home", sorted(os.listdir(".")))
+for path in ("/etc/shadow", "{course}", "{course}/source"):
+    print(path, "visible" if os.path.exists(path) else "hidden")
+for path in ("/usr/hacked", "{course}/hacked"):
+    try:
+        open(path, "w").close()
+        print("WRITE LEAK", path)
+    except OSError:
+        print("write blocked")
+try:
+    socket.create_connection(("1.1.1.1", 53), timeout=2)
+    print("NETWORK LEAK")
+except OSError:
+    print("network blocked")
+"""
+
+
+@pytest.mark.parametrize("fork_server", [True, False], ids=["fork-server", "bubblewrap"])
+def test_a_kernel_sees_only_its_sandbox(manager_factory, tmp_path, fork_server):
+    if shutil.which("bwrap") is None and not (fork_server and os.geteuid() == 0):
+        pytest.skip("needs bubblewrap")
+    course = str(Path(__file__).resolve().parent.parent)
+    (tmp_path / "data.csv").write_text("1,2")
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(PROBE.replace("{course}", course))])
+    manager = manager_factory(kernel_name="python3", fork_server=fork_server)
+    NotebookClient(notebook, km=manager, timeout=60).execute(cwd=str(tmp_path))
+    printed = "".join(output.get("text", "") for output in notebook.cells[0].outputs)
+    assert "uid 0 " not in printed and "host jupyter" in printed
+    assert "processes 2" in printed  # the sandbox's init and the kernel, nothing of the host
+    assert "home ['.ipython', 'data.csv']" in printed
+    assert "/etc/shadow hidden" in printed and f"{course}/source hidden" in printed
+    assert printed.count("write blocked") == 2 and "LEAK" not in printed
+    assert "network blocked" in printed
+    assert not (tmp_path / "hacked").exists()
