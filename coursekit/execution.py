@@ -1,7 +1,7 @@
 """Sandboxed execution: nbgrader's Execute step, hardened.
 
 Replaces `nbgrader.preprocessors.Execute` in nbgrader_config.py. On top of it:
-- the kernel runs in the bubblewrap sandbox (coursekit.sandbox);
+- the kernel runs in the sandbox (coursekit.sandbox);
 - a wall-clock cap per notebook, enforced by killing the kernel, so code that
   ignores interrupts cannot stall grading;
 - a kernel that dies (os._exit, segfault, out of memory) or a cell that will

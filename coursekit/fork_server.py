@@ -23,9 +23,11 @@ import os
 import random
 import resource
 import select
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 
 CLONE_NEWNS, CLONE_NEWCGROUP, CLONE_NEWUTS = 0x00020000, 0x02000000, 0x04000000
 CLONE_NEWIPC, CLONE_NEWPID, CLONE_NEWNET = 0x08000000, 0x20000000, 0x40000000
@@ -68,20 +70,39 @@ def bind_mount(source: str, target: str, *, read_only: bool) -> None:
 
 
 def supported() -> str | None:
-    """None when this machine lets the server build sandboxes, else the reason."""
+    """None when this machine lets the server build sandboxes, else the reason.
+
+    Builds a throwaway sandbox in a child, so a machine that allows the
+    namespaces but not the mounts (a container, a security module) is found
+    out here, before any student's kernel fails to start.
+    """
     if os.geteuid() != 0:
         return "it needs root"
     if os.uname().machine not in PIVOT_ROOT_SYSCALL:
         return f"no pivot_root number known for {os.uname().machine}"
+    from .sandbox import SANDBOX_HOME, SYSTEM_FILES, SYSTEM_FOLDERS
+
+    folder = tempfile.mkdtemp(prefix="coursekit-probe-")
+    os.mkdir(os.path.join(folder, "home"))
+    request = {"private_folder": folder, "home": {"outside": os.path.join(folder, "home"), "inside": SANDBOX_HOME},
+               "system_folders": list(SYSTEM_FOLDERS), "system_files": list(SYSTEM_FILES), "read_only": []}
+    read_end, write_end = os.pipe()
     child = os.fork()
     if child == 0:
+        os.close(read_end)
         try:
-            unshare(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS)
+            unshare(CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS)
+            build_root(request)
             os._exit(0)
-        except BaseException:
+        except BaseException as error:
+            os.write(write_end, str(error).encode()[:500])
             os._exit(1)
+    os.close(write_end)
+    with os.fdopen(read_end) as reason:
+        problem = reason.read()
     _, status = os.waitpid(child, 0)
-    return None if os.waitstatus_to_exitcode(status) == 0 else "the kernel refuses new namespaces"
+    shutil.rmtree(folder, ignore_errors=True)
+    return None if os.waitstatus_to_exitcode(status) == 0 else f"cannot build a sandbox ({problem or 'unknown'})"
 
 
 # ---------------------------------------------------------------- the sandbox
