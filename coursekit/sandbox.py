@@ -12,9 +12,7 @@ builds the same sandbox around a freshly started kernel.
 """
 from __future__ import annotations
 
-import atexit
 import functools
-import json
 import os
 import random
 import shutil
@@ -26,6 +24,8 @@ from pathlib import Path
 
 from jupyter_client.manager import AsyncKernelManager
 from traitlets import Bool, Integer, Unicode
+
+from .fork_server import ForkServer
 
 INSTALL_HINT = (
     "bubblewrap (bwrap) is needed to sandbox student code: install it with "
@@ -92,62 +92,8 @@ def python_folders() -> list[str]:
 def sandbox_environment() -> dict[str, str]:
     return {"HOME": SANDBOX_HOME, "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
             "LANG": "C.UTF-8", "MPLCONFIGDIR": "/tmp", "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1",
-            "PYTHONDONTWRITEBYTECODE": "1", "PYTHONNOUSERSITE": "1"}
-
-
-class ForkServer:
-    """This process's coursekit.fork_server, started at the first kernel and stopped at exit."""
-
-    _running: "ForkServer | None" = None
-    _failed: str | None = None
-
-    def __init__(self) -> None:
-        self.owner = os.getpid()
-        self.folder = tempfile.mkdtemp(prefix="coursekit-forkserver-")  # 0700: only root may ask for kernels
-        self.socket_path = os.path.join(self.folder, "socket")
-        self.process = subprocess.Popen(
-            [sys.executable, "-I", "-m", "coursekit.fork_server", self.socket_path],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=sandbox_environment(),
-            cwd=self.folder,
-        )
-        self.status = self.process.stdout.readline().strip() or "unavailable: it did not start"
-        atexit.register(self.stop)
-
-    @classmethod
-    def shared(cls) -> "ForkServer | None":
-        """The running server, started if need be; None when it cannot run here (reason in `failure`)."""
-        if cls._running is not None and cls._running.owner != os.getpid():
-            cls._running = None  # a forked process starts its own: the parent's stops with the parent
-        if cls._running is not None and cls._running.process.poll() is not None:
-            cls._running = None  # it died (out of memory, say): a new one, or every kernel after would fail
-        if cls._running is None and cls._failed is None:
-            server = cls()
-            if server.status == "ready":
-                cls._running = server
-            else:
-                cls._failed = server.status.removeprefix("unavailable: ")
-                server.stop()
-        return cls._running
-
-    def relay_command(self, request: dict) -> list[str]:
-        relay = str(Path(__file__).with_name("kernel_relay.py"))
-        return [sys.executable, "-I", "-S", relay, self.socket_path, json.dumps(request)]
-
-    @classmethod
-    def stop_own(cls) -> None:
-        if cls._running is not None:
-            cls._running.stop()
-
-    def stop(self) -> None:
-        if os.getpid() != self.owner:
-            return
-        if self.process.poll() is None:
-            self.process.stdin.close()  # the server leaves when its stdin closes
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-        shutil.rmtree(self.folder, ignore_errors=True)
+            "PYTHONDONTWRITEBYTECODE": "1", "PYTHONNOUSERSITE": "1",
+            "PYDEVD_DISABLE_FILE_VALIDATION": "1"}  # else ipykernel's debugger warns on every start
 
 
 class SandboxedKernelManager(AsyncKernelManager):
@@ -184,6 +130,7 @@ class SandboxedKernelManager(AsyncKernelManager):
         if self.allow_grading_without_sandbox:
             self.log.warning("Grading WITHOUT a sandbox (%s): allow_grading_without_sandbox is set.", reason)
             return None
+        shutil.rmtree(self._private_folder, ignore_errors=True)  # the run stops here: no clean-up follows
         raise SandboxUnavailable(f"coursekit: cannot sandbox student code ({reason}). {INSTALL_HINT}")
 
     def format_kernel_cmd(self, extra_arguments=None):
@@ -192,11 +139,12 @@ class SandboxedKernelManager(AsyncKernelManager):
         kernel = [sys.executable, "-I", "-m", "coursekit.hardened_kernel", "-f", self.connection_file]
         if self.kernel_spec is not None:
             self.kernel_spec.interrupt_mode = "message"  # signals do not cross the sandbox's session
-        server = ForkServer.shared() if self.fork_server and os.geteuid() == 0 else None
+        use_server = self.fork_server and os.geteuid() == 0
+        server = ForkServer.shared(environment=sandbox_environment()) if use_server else None
         if server is not None:
             return server.relay_command(self.fork_server_request())
-        if self.fork_server and ForkServer._failed:
-            self.log.warning("No fork server (%s): bubblewrap starts each kernel.", ForkServer._failed)
+        if use_server:
+            self.log.warning("No fork server (%s): bubblewrap starts each kernel.", ForkServer.failure)
         bwrap = self.bwrap()
         if bwrap is None:
             return kernel

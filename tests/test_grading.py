@@ -1,9 +1,15 @@
-"""Real `nbgrader autograde` on the master answers and on the untouched release."""
+"""Real `nbgrader autograde` on the master answers and on the untouched release, and its failure modes."""
+from pathlib import Path
+
 import pytest
 
 from coursekit import grading
+from coursekit.demo import copy_course
+from coursekit.errors import CourseKitError
 from coursekit.notebooks import fill_answers, master_answers, read_notebook, write_notebook
 from conftest import MASTER_PATH
+
+REPOSITORY = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -39,3 +45,17 @@ def test_untouched_release_gets_zero_everywhere_and_the_run_completes(graded):
 def test_manual_answers_wait_for_a_grader(graded):
     manual = [c for c in graded[1]["solved-release"].cells if c.needs_manual_grade]
     assert len(manual) == 15
+
+
+def test_a_missing_sandbox_stops_the_run_in_one_line_instead_of_failing_every_student(tmp_path):
+    course = tmp_path / "course"
+    copy_course(course_root=REPOSITORY, destination=course)
+    with open(course / "nbgrader_config.py", "a") as config:
+        config.write('\nc.SandboxedKernelManager.fork_server = False\n'
+                     'c.SandboxedKernelManager.bwrap_path = "/nonexistent/bwrap"\n')
+    release = read_notebook(course / "release" / "ex2" / "ml_ex2.ipynb")
+    with pytest.raises(CourseKitError) as stop:
+        grading.grade_notebooks(template_root=course, work_dir=tmp_path / "work", submissions={"s1": release}, workers=1)
+    message = str(stop.value)
+    assert "cannot sandbox student code" in message and "apt-get install bubblewrap" in message
+    assert "\n" not in message
