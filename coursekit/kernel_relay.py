@@ -40,7 +40,10 @@ def main() -> int:
         os.close(write_end)
     reply = None
     while pipes:
-        ready, _, _ = select.select([connection, *pipes], [], [], DRAIN_SECONDS if reply is not None else None)
+        if reply is None:
+            ready, _, _ = select.select([connection, *pipes], [], [])
+        else:  # the kernel is gone: take what is left in the pipes, briefly
+            ready, _, _ = select.select(list(pipes), [], [], DRAIN_SECONDS)
         if not ready:
             break  # the kernel is gone; whatever still holds a pipe is about to be
         for fd in ready:
