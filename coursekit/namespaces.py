@@ -18,7 +18,7 @@ CLONE_NEWIPC, CLONE_NEWPID, CLONE_NEWNET = 0x08000000, 0x20000000, 0x40000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 0x1, 0x2, 0x4, 0x8
 MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 0x20, 0x1000, 0x4000, 0x40000
 MNT_DETACH = 2
-PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS = 1, 38
+PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_NO_NEW_PRIVS = 1, 4, 38
 PIVOT_ROOT_SYSCALL = {"x86_64": 155, "aarch64": 41}
 CAPABILITY_VERSION_3 = 0x20080522
 SIOCSIFFLAGS, IFF_UP, IFF_LOOPBACK, IFF_RUNNING = 0x8914, 0x1, 0x8, 0x40
@@ -147,3 +147,6 @@ def drop_privileges(request: dict) -> None:
     header = (ctypes.c_uint32 * 2)(CAPABILITY_VERSION_3, 0)
     raise_on_failure(libc.capset(header, (ctypes.c_uint32 * 6)()), "clear inheritable capabilities")
     raise_on_failure(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no new privileges")
+    # Changing uid made the process undumpable (its /proc entries root's); a
+    # kernel bubblewrap starts is exec'd after the change and is not.
+    raise_on_failure(libc.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0), "dumpable like an exec'd kernel")
