@@ -117,35 +117,40 @@ def supported() -> str | None:
                "system_folders": list(SYSTEM_FOLDERS), "system_files": list(SYSTEM_FILES), "read_only": [],
                "uid": 299999, "memory_bytes": 2**30, "processes": 64, "file_size_bytes": 2**20}
     read_end, write_end = os.pipe()
+
+    def build_and_drop_privileges() -> int:
+        enter_sandbox(request)
+        namespaces.drop_privileges(request)
+        return 0
+
+    def start_init() -> int:
+        namespaces.unshare(CLONE_NEWPID)  # as for a kernel: the init below is pid 1 of its own namespace
+        init = os.fork()
+        if init == 0:
+            exit_reporting_errors(build_and_drop_privileges, write_end)
+        os.pidfd_open(init)  # the monitor needs it (Linux 5.3 or newer)
+        return os.waitstatus_to_exitcode(os.waitpid(init, 0)[1])
+
     probe = os.fork()
     if probe == 0:
-        try:
-            namespaces.unshare(CLONE_NEWPID)
-            init = os.fork()
-            if init == 0:
-                try:
-                    enter_sandbox(request)
-                    namespaces.drop_privileges(request)
-                    code = 0
-                except BaseException as error:
-                    os.write(write_end, str(error).encode()[:500])
-                    code = 1
-                finally:
-                    os._exit(code)
-            os.pidfd_open(init)
-            _, status = os.waitpid(init, 0)
-            code = os.waitstatus_to_exitcode(status)
-        except BaseException as error:
-            os.write(write_end, str(error).encode()[:500])
-            code = 1
-        finally:
-            os._exit(code)
+        exit_reporting_errors(start_init, write_end)
     os.close(write_end)
     with os.fdopen(read_end) as reason:
         problem = reason.read()
     _, status = os.waitpid(probe, 0)
     shutil.rmtree(folder, ignore_errors=True)
     return None if os.waitstatus_to_exitcode(status) == 0 else f"cannot build a sandbox ({problem or 'unknown'})"
+
+
+def exit_reporting_errors(action, errors: int) -> None:
+    """Leave this fork with action()'s exit code; if it raises, with 1 and its message written to `errors`."""
+    code = 1
+    try:
+        code = action()
+    except BaseException as error:
+        os.write(errors, str(error).encode()[:500])
+    finally:
+        os._exit(code)
 
 
 def preimport() -> str | None:

@@ -45,36 +45,32 @@ def run_nbgrader_in_fork(course_root: Path, arguments: list[str], path_variable:
 
     output_read, output_write = os.pipe()
     errors_read, errors_write = os.pipe()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    child = os.fork()
-    if child == 0:
-        code = 1
+
+    def run() -> int:
+        os.close(output_read)
+        os.close(errors_read)
+        os.dup2(output_write, 1)
+        os.dup2(errors_write, 2)
+        # Whatever sys.stdout was (a test runner's capture, say), the command's output goes to the pipes.
+        sys.stdout = open(1, "w", closefd=False)
+        sys.stderr = open(2, "w", closefd=False)
         try:
-            os.close(output_read)
-            os.close(errors_read)
-            os.dup2(output_write, 1)
-            os.dup2(errors_write, 2)
-            # Whatever sys.stdout was (a test runner's capture, say), the command's output goes to the pipes.
-            sys.stdout = open(1, "w", closefd=False)
-            sys.stderr = open(2, "w", closefd=False)
-            start_fresh_in_fork()
             os.chdir(course_root)
             os.environ["PATH"] = path_variable
             NbGraderApp.launch_instance(argv=arguments)
-            code = 0
+            return 0
         except SandboxUnavailable as stop:
             print(stop.code, file=sys.stderr)
-            code = SANDBOX_UNAVAILABLE_EXIT
+            return SANDBOX_UNAVAILABLE_EXIT
         except SystemExit as stop:
-            code = stop.code if isinstance(stop.code, int) else int(stop.code is not None)
+            return stop.code if isinstance(stop.code, int) else int(stop.code is not None)
         except BaseException:
             traceback.print_exc()
+            return 1
         finally:
-            try:
-                ForkServer.stop_if_started_here()
-            finally:
-                exit_fork(code)
+            ForkServer.stop_if_started_here()
+
+    child = fork(run)
     os.close(output_write)
     os.close(errors_write)
     status, output, errors = collect_output(child, output_read, errors_read)
@@ -107,8 +103,8 @@ def collect_output(child: int, *pipes: int) -> tuple[int, bytes, bytes]:
     return status, bytes(received[pipes[0]]), bytes(received[pipes[1]])
 
 
-def fork_worker(function: Callable[[Path, list[str]], None], folder: Path, students: list[str]) -> int:
-    """Run function(folder, students) in a fork; a failure leaves its traceback in folder/worker-error.txt."""
+def fork(body: Callable[[], int]) -> int:
+    """Run body() in a fresh fork that leaves with body's exit code (1 if it raised); the fork's pid."""
     sys.stdout.flush()
     sys.stderr.flush()
     child = os.fork()
@@ -116,14 +112,24 @@ def fork_worker(function: Callable[[Path, list[str]], None], folder: Path, stude
         code = 1
         try:
             start_fresh_in_fork()
-            function(folder, students)
-            code = 0
-        except BaseException:
-            folder.mkdir(parents=True, exist_ok=True)
-            (folder / "worker-error.txt").write_text(traceback.format_exc())
+            code = body()
         finally:
             exit_fork(code)
     return child
+
+
+def fork_worker(function: Callable[[Path, list[str]], None], folder: Path, students: list[str]) -> int:
+    """Run function(folder, students) in a fork; a failure leaves its traceback in folder/worker-error.txt."""
+    def run() -> int:
+        try:
+            function(folder, students)
+            return 0
+        except BaseException:
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "worker-error.txt").write_text(traceback.format_exc())
+            return 1
+
+    return fork(run)
 
 
 def worker_failure(folder: Path, status: int) -> str | None:

@@ -24,7 +24,8 @@ from traitlets.config.loader import PyFileConfigLoader
 
 from . import exporting, fork_server, importing, integrity, reporting, sandbox
 from .errors import CourseKitError
-from .grading import autograde_shards, ensure_tools_on_path, prepare_course, read_scores, run_nbgrader, submission_path
+from .grading import (autograde_shards, ensure_tools_on_path, nbgrader_in_fork, prepare_course, read_scores,
+                      submission_path)
 from .notebooks import ASSIGNMENT_ID, NOTEBOOK_NAME, read_notebook
 from .records import TeamResult
 
@@ -86,7 +87,7 @@ def ensure_assignment(course_root: Path, database: str) -> None:
             return
         except MissingEntry:
             pass
-    result = run_nbgrader(course_root, "generate_assignment", ASSIGNMENT_ID, "--force")
+    result = nbgrader_in_fork(course_root, "generate_assignment", ASSIGNMENT_ID, "--force")
     if result.returncode != 0:
         raise CourseKitError(f"nbgrader generate_assignment failed: {result.stderr.strip().splitlines()[-1:]}")
 
