@@ -1,47 +1,52 @@
-"""The hidden tests of ex2, one checker per autograded answer cell.
+"""The judge of ex2: one checker per autograded answer cell, run in the grading process.
 
-A hidden test cell calls ``grade(<grade_id>, globals(), points=<cell points>)``
-as its last line. The checker inspects the student's names, prints one line per
-part (what passed, what failed and why, never the expected value) and returns
-the points earned, which nbgrader reads as partial credit.
+The student's kernel only records answers as data (coursekit.collect); the
+judge gets that record, never the student's objects, and never runs student
+code. Every reference is computed here from the values the notebook gives
+(the seeds of `x_start`, `a` and `b`, the attention matrices, the labels) and
+from the challenge the grader chose for the cell, so nothing the kernel sends
+can move the goalposts: wrong data only earns what wrong answers earn.
 
 Design rules, each learned from wrong grades:
-- Test behaviour, not appearance: models get fresh random weights from the test
-  and are compared with an independent reference on fresh inputs; layers are
-  located by what they compute (parameter shapes), not by attribute names.
-- Nothing depends on the global random state or on how often a cell ran: the
-  test draws from its own generator and never advances the student's one.
-- Tolerances are tight (a rounded copy of printed output fails) and values the
-  student could copy from the sheet must carry autograd provenance.
-- Only exact, known types are trusted, so objects that fake ``==`` gain nothing.
-- Student code called by a test may print anything, to stdout or stderr:
-  it is captured, because nbgrader zeroes a test cell that writes to stderr.
+- Test behaviour, not appearance: the model's parameters get values drawn from
+  the challenge, its outputs on challenge tokens are compared with a reference
+  computed here; layers are located by parameter shapes, not by names.
+- Tolerances are tight (a rounded copy of printed output fails), and values
+  the student could copy from the sheet must come with a computation history.
+- Only exact types count: tensor subclasses and objects that fake `==` are
+  recorded by type name only, so they earn nothing.
 """
 from __future__ import annotations
 
 import ast
-import contextlib
-import io
+import functools
 import math
-import numbers
-import os
 import re
-import sys
-import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any
 
+import numpy
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
-# The seed the locked cell above `squeeze_target` uses for `x_start`.
+from . import challenges
+from .answer_protocol import (
+    AnswerRecord, Failed, MalformedRecord, Missing, Number, Other, Sequence, TensorAnswer, Text, decode,
+    payload_size, MAX_RECORD_CHARS,
+)
+
+# The seeds the locked cells use for `x_start` (Task 1.1) and `a`, `b` (Task 1.2).
 X_START_SEED = 0
-# The hardened grader (coursekit.execution) hands each test cell a fresh secret
-# in this variable and accepts only a score published with it under PROOF_KEY.
-NONCE_NAME = "__coursekit_nonce__"
-PROOF_KEY = "coursekit_proof"
-TENSOR_TYPES = (torch.Tensor, nn.Parameter)
+BMM_SEED = 1
+GIVEN_X = [1, 2, 3, 7]
+GIVEN_Y = [1, 0, 1, 3]
+GIVEN_WQ = [[0.5, 2.0], [3.0, 1.5]]
+GIVEN_WK = [[1.0, 0.4], [0.6, 1.2]]
+GIVEN_WORDS = [[1.0, 2.0], [2.0, 1.0], [1.5, 1.5]]
+FLOAT_DTYPES = {"torch.float32": torch.float32, "torch.float64": torch.float64,
+                "torch.float16": torch.float16, "torch.bfloat16": torch.bfloat16}
+NO_RECORD = "the hidden tests of this cell did not run to the end (no answers reached the grader), so it scores 0"
 
 
 class WrongAnswer(Exception):
@@ -49,10 +54,18 @@ class WrongAnswer(Exception):
 
 
 @dataclass(frozen=True)
+class Situation:
+    """What the judge knows besides the record: its challenge and the code that ran before the test."""
+
+    challenge: int
+    sources: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Part:
     description: str
     weight: float
-    check: Callable[[dict], None]
+    check: Callable[[AnswerRecord, Situation], None]
 
 
 @dataclass(frozen=True)
@@ -63,66 +76,84 @@ class PartResult:
     reason: str
 
 
-# ---------------------------------------------------------------- helpers
+@dataclass(frozen=True)
+class Verdict:
+    grade_id: str
+    score: float
+    max_points: float
+    parts: tuple[PartResult, ...]
+
+    @property
+    def full_marks(self) -> bool:
+        return self.score >= self.max_points
+
+    def lines(self) -> list[str]:
+        return [f"[passed] {part.description}" if part.passed else f"[FAILED] {part.description}: {part.reason}"
+                for part in self.parts]
 
 
-@contextlib.contextmanager
-def quiet_student_code() -> Iterator[None]:
-    """Swallow whatever student code prints or warns while a test calls it."""
-    sink = io.StringIO()
-    saved_fds = []
-    try:
-        for fd in (1, 2):
-            try:
-                sys.stdout.flush() if fd == 1 else sys.stderr.flush()
-                saved_fds.append((fd, os.dup(fd)))
-                devnull = os.open(os.devnull, os.O_WRONLY)
-                os.dup2(devnull, fd)
-                os.close(devnull)
-            except OSError:
-                pass
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
-                yield
-    finally:
-        for fd, saved in saved_fds:
-            os.dup2(saved, fd)
-            os.close(saved)
+# ---------------------------------------------------------------- reading the record
 
 
-def private_generator(seed: int = 1234) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
-def require_name(namespace: dict, name: str) -> Any:
-    if name not in namespace:
+def require(record: AnswerRecord, name: str, label: str | None = None) -> Any:
+    value = record.get(label or name)
+    if isinstance(value, Missing):
         raise WrongAnswer(f"`{name}` is not defined; run your answer cell and check the spelling.")
-    return namespace[name]
-
-
-def require_tensor(namespace: dict, name: str, shape: tuple | None = None) -> torch.Tensor:
-    value = require_name(namespace, name)
-    if type(value) not in TENSOR_TYPES:
-        raise WrongAnswer(f"`{name}` should be a torch.Tensor, found {type(value).__name__}.")
-    if shape is not None and tuple(value.shape) != shape:
-        raise WrongAnswer(f"`{name}` has shape {tuple(value.shape)}, which is not the shape asked for.")
+    if isinstance(value, Failed):
+        raise WrongAnswer(value.message)
     return value
 
 
-def require_provenance(name: str, tensor: torch.Tensor) -> None:
+def require_tensor(record: AnswerRecord, name: str, shape: tuple | None = None, *, label: str | None = None) -> torch.Tensor:
+    value = require(record, name, label)
+    if not isinstance(value, TensorAnswer):
+        raise WrongAnswer(f"`{name}` should be a torch.Tensor, found {type_name(value)}.")
+    if shape is not None and value.shape != shape:
+        raise WrongAnswer(f"`{name}` has shape {value.shape}, which is not the shape asked for.")
+    if value.values is None:
+        raise WrongAnswer(f"`{name}` (shape {value.shape}, {value.dtype}) is too large or too unusual to check.")
+    return torch.from_numpy(numpy.array(value.values, copy=True))
+
+
+def tensor_answer(record: AnswerRecord, name: str) -> TensorAnswer:
+    value = require(record, name)
+    if not isinstance(value, TensorAnswer):
+        raise WrongAnswer(f"`{name}` should be a torch.Tensor, found {type_name(value)}.")
+    return value
+
+
+def type_name(value: Any) -> str:
+    if isinstance(value, Other):
+        return value.type_name
+    if isinstance(value, Number):
+        return value.type_name
+    if isinstance(value, Text):
+        return "str"
+    if isinstance(value, Sequence):
+        return value.type_name
+    if isinstance(value, TensorAnswer):
+        return "Tensor"
+    return type(value).__name__
+
+
+def require_provenance(record: AnswerRecord, name: str) -> None:
     """Values the student could copy by hand must come out of a computation."""
-    if tensor.grad_fn is None:
+    if not tensor_answer(record, name).has_grad_fn:
         raise WrongAnswer(
             f"`{name}` holds the right kind of numbers but was not computed from the given "
             "tensors (it has no computation history); compute it with torch operations."
         )
 
 
+def is_true(record: AnswerRecord, label: str) -> bool:
+    value = record.get(label)
+    return isinstance(value, Number) and value.type_name == "bool" and value.value is True
+
+
 def same_values(found: torch.Tensor, expected: torch.Tensor, *, relative: float = 1e-6) -> bool:
     if tuple(found.shape) != tuple(expected.shape):
         return False
-    found64 = found.detach().to(torch.float64)
+    found64 = found.to(torch.float64)
     expected64 = expected.detach().to(torch.float64)
     if not bool(torch.isfinite(found64).all()):
         return False
@@ -130,66 +161,78 @@ def same_values(found: torch.Tensor, expected: torch.Tensor, *, relative: float 
     return bool(torch.allclose(found64, expected64, rtol=0.0, atol=relative * scale))
 
 
-def as_real_number(name: str, value: Any) -> float:
+def as_real_number(record: AnswerRecord, name: str) -> float:
     """A Python, NumPy or one-element torch number; anything else is refused."""
-    if type(value) in TENSOR_TYPES:
-        if value.numel() != 1:
-            raise WrongAnswer(f"`{name}` should be a single number, found a tensor of shape {tuple(value.shape)}.")
-        return float(value.detach().reshape(()).to(torch.float64))
-    if type(value) in (float, int) or type(value).__module__ == "numpy" and isinstance(value, numbers.Real):
-        return float(value)
-    raise WrongAnswer(f"`{name}` should be a number, found {type(value).__name__}.")
+    value = require(record, name)
+    if isinstance(value, TensorAnswer):
+        if math.prod(value.shape) != 1:
+            raise WrongAnswer(f"`{name}` should be a single number, found a tensor of shape {value.shape}.")
+        return float(require_tensor(record, name).reshape(()).to(torch.float64))
+    if isinstance(value, Number) and value.type_name != "bool" and type(value.value) in (int, float):
+        return float(value.value)
+    raise WrongAnswer(f"`{name}` should be a number, found {type_name(value)}.")
 
 
-def as_exact_int(name: str, value: Any) -> int:
-    if type(value) is bool:
-        raise WrongAnswer(f"`{name}` should be an int, found bool.")
-    if type(value) is int:
-        return value
-    if type(value).__module__ == "numpy" and isinstance(value, numbers.Integral):
-        return int(value)
-    if type(value) in TENSOR_TYPES and value.numel() == 1 and not value.is_floating_point():
-        return int(value.reshape(()).item())
-    raise WrongAnswer(f"`{name}` should be an int, found {type(value).__name__}.")
+def as_exact_int(name: str, value: Any, record: AnswerRecord | None = None) -> int:
+    if isinstance(value, Number):
+        if value.type_name == "bool" or type(value.value) is not int:
+            raise WrongAnswer(f"`{name}` should be an int, found {value.type_name}.")
+        return value.value
+    if isinstance(value, TensorAnswer) and math.prod(value.shape) == 1 and value.dtype not in FLOAT_DTYPES \
+            and value.values is not None and value.dtype != "torch.bool":
+        return int(value.values.reshape(()).item())
+    raise WrongAnswer(f"`{name}` should be an int, found {type_name(value)}.")
 
 
-def call_student(description: str, function: Callable, *args: Any) -> Any:
-    try:
-        with quiet_student_code():
-            return function(*args)
-    except BaseException as error:  # also SystemExit & co: student code must not cut a test short
-        raise WrongAnswer(f"{description} raised {type(error).__name__}: {error}") from None
+# ---------------------------------------------------------------- references from the given values
+
+
+@functools.lru_cache(maxsize=None)
+def original_x_start() -> torch.Tensor:
+    return torch.randn(3, 1, 4, 1, generator=torch.Generator().manual_seed(X_START_SEED))
+
+
+@functools.lru_cache(maxsize=None)
+def given_bmm_product() -> torch.Tensor:
+    drawn = torch.Generator().manual_seed(BMM_SEED)
+    a = torch.randn(64, 128, 256, generator=drawn)
+    b = torch.randn(64, 256, 512, generator=drawn)
+    return torch.bmm(a, b)
+
+
+def attention_reference() -> dict[str, torch.Tensor]:
+    words = torch.tensor(GIVEN_WORDS, dtype=torch.float64)
+    Q = words @ torch.tensor(GIVEN_WQ, dtype=torch.float64)
+    K = words @ torch.tensor(GIVEN_WK, dtype=torch.float64)
+    scores = Q @ K.T
+    scaled = scores / math.sqrt(2)
+    return {"Q": Q, "K": K, "scores": scores, "scores_scaled": scaled, "weights": torch.softmax(scaled, dim=1)}
 
 
 # ---------------------------------------------------------------- Task 1.1
 
 
-def original_x_start() -> torch.Tensor:
-    return torch.randn(3, 1, 4, 1, generator=private_generator(X_START_SEED))
+def check_squeeze_shape(record: AnswerRecord, situation: Situation) -> None:
+    tensor_shape = tensor_answer(record, "x").shape
+    if tensor_shape != (1, 3, 4, 1, 1):
+        raise WrongAnswer(f"`x` has shape {tensor_shape}, which is not the shape asked for.")
 
 
-def check_squeeze_shape(namespace: dict) -> None:
-    require_tensor(namespace, "x", (1, 3, 4, 1, 1))
-
-
-def check_squeeze_values(namespace: dict) -> None:
-    x = require_tensor(namespace, "x")
-    if not torch.equal(x.detach().reshape(-1), original_x_start().reshape(-1)):
+def check_squeeze_values(record: AnswerRecord, situation: Situation) -> None:
+    x = require_tensor(record, "x")
+    found = x.reshape(-1).to(torch.float64)
+    if tuple(found.shape) != (12,) or not torch.equal(found, original_x_start().reshape(-1).to(torch.float64)):
         raise WrongAnswer(
             "`x` does not hold exactly the values of `x_start` in their original order; "
             "build it from `x_start` instead of creating or typing a new tensor."
         )
 
 
-def latest_cell_assigning(namespace: dict, name: str) -> str | None:
-    """The source of the most recent executed cell that assigns `name` (IPython only)."""
-    history = namespace.get("In")
-    if not isinstance(history, list):
-        return None
-    for source in reversed(history[:-1]):
+def latest_cell_assigning(sources: tuple[str, ...], name: str) -> str | None:
+    for source in reversed(sources):
         try:
             tree = ast.parse(source)
-        except (SyntaxError, ValueError, TypeError):
+        except (SyntaxError, ValueError, TypeError, RecursionError, MemoryError):
             continue
         for node in ast.walk(tree):
             targets = getattr(node, "targets", None) or [getattr(node, "target", None)]
@@ -198,10 +241,10 @@ def latest_cell_assigning(namespace: dict, name: str) -> str | None:
     return None
 
 
-def check_squeeze_method(namespace: dict) -> None:
-    check_squeeze_shape(namespace)
-    check_squeeze_values(namespace)
-    source = latest_cell_assigning(namespace, "x")
+def check_squeeze_method(record: AnswerRecord, situation: Situation) -> None:
+    check_squeeze_shape(record, situation)
+    check_squeeze_values(record, situation)
+    source = latest_cell_assigning(situation.sources, "x")
     if source is not None and "squeeze" not in source:
         raise WrongAnswer("the task asks for `squeeze`/`unsqueeze`; your cell reaches the shape another way.")
 
@@ -209,80 +252,72 @@ def check_squeeze_method(namespace: dict) -> None:
 # ---------------------------------------------------------------- Task 1.2
 
 
-def bmm_product(namespace: dict) -> torch.Tensor:
-    a = require_tensor(namespace, "a", (64, 128, 256))
-    b = require_tensor(namespace, "b", (64, 256, 512))
-    x = require_tensor(namespace, "x", (64, 128, 512))
-    if not same_values(x, torch.bmm(a, b), relative=1e-5):
-        raise WrongAnswer("`x` no longer holds `torch.bmm(a, b)`; do not overwrite the given `x`.")
-    return x
-
-
-def check_x_shape(namespace: dict) -> None:
-    value = require_name(namespace, "x_shape")
-    if type(value) not in (tuple, list, torch.Size):
-        raise WrongAnswer(f"`x_shape` should be a tuple, list or torch.Size, found {type(value).__name__}.")
-    entries = [as_exact_int("each entry of x_shape", entry) for entry in value]
+def check_x_shape(record: AnswerRecord, situation: Situation) -> None:
+    value = require(record, "x_shape")
+    if not isinstance(value, Sequence) or value.type_name not in ("tuple", "list", "Size"):
+        raise WrongAnswer(f"`x_shape` should be a tuple, list or torch.Size, found {type_name(value)}.")
+    entries = [as_exact_int("each entry of x_shape", entry) for entry in value.items]
     if entries != [64, 128, 512]:
         raise WrongAnswer(f"`x_shape` is {tuple(entries)}, which is not the shape of `x = torch.bmm(a, b)`.")
 
 
-def check_d(namespace: dict) -> None:
-    d = require_tensor(namespace, "d", (64, 512, 9))
-    if d.dtype != torch.float32:
+def check_d(record: AnswerRecord, situation: Situation) -> None:
+    d = tensor_answer(record, "d")
+    if d.shape != (64, 512, 9):
+        raise WrongAnswer(f"`d` has shape {d.shape}, which is not the shape asked for.")
+    if d.dtype != "torch.float32":
         raise WrongAnswer(f"`d` has dtype {d.dtype}; `torch.bmm(x, d)` needs the dtype of `x`.")
 
 
-def check_y(namespace: dict) -> None:
-    x = bmm_product(namespace)
-    d = require_tensor(namespace, "d", (64, 512, 9))
-    y = require_tensor(namespace, "y", (64, 128, 9))
-    if not same_values(y, torch.bmm(x.detach(), d.detach()), relative=1e-5):
-        raise WrongAnswer("`y` is not `torch.bmm(x, d)` for your `d`.")
+def check_y(record: AnswerRecord, situation: Situation) -> None:
+    d = require_tensor(record, "d", (64, 512, 9))
+    y = require_tensor(record, "y", (64, 128, 9))
+    if not same_values(y, torch.bmm(given_bmm_product().to(d.dtype), d), relative=1e-5):
+        raise WrongAnswer("`y` is not `torch.bmm(x, d)` for the given `x` and your `d`; do not overwrite the given `x`.")
 
 
 # ---------------------------------------------------------------- Task 1.3
 
 
-def check_embedding_sizes(namespace: dict) -> None:
-    vocab_size = as_exact_int("vocab_size", require_name(namespace, "vocab_size"))
-    embedding_dim = as_exact_int("embedding_dim", require_name(namespace, "embedding_dim"))
+def check_embedding_sizes(record: AnswerRecord, situation: Situation) -> None:
+    vocab_size = as_exact_int("vocab_size", require(record, "vocab_size"))
+    embedding_dim = as_exact_int("embedding_dim", require(record, "embedding_dim"))
     if (vocab_size, embedding_dim) != (10, 5):
         raise WrongAnswer("`vocab_size` or `embedding_dim` does not match the description in the comment.")
 
 
-def embedding_layer_of(namespace: dict) -> nn.Embedding:
-    layer = require_name(namespace, "embedding_layer")
-    if not isinstance(layer, nn.Embedding) or type(layer).forward is not nn.Embedding.forward:
-        raise WrongAnswer(f"`embedding_layer` should be an nn.Embedding, found {type(layer).__name__}.")
-    if (layer.num_embeddings, layer.embedding_dim) != (10, 5):
+def embedding_weight(record: AnswerRecord) -> torch.Tensor:
+    layer = require(record, "embedding_layer")
+    if not is_true(record, "embedding_layer is an nn.Embedding"):
+        raise WrongAnswer(f"`embedding_layer` should be an nn.Embedding, found {type_name(layer)}.")
+    sizes = [as_exact_int("embedding_layer", record.get(f"embedding_layer.{size}")) for size in ("num_embeddings", "embedding_dim")]
+    if sizes != [10, 5]:
         raise WrongAnswer("`embedding_layer` was not built as nn.Embedding(vocab_size, embedding_dim).")
-    return layer
+    return require_tensor(record, "embedding_layer.weight", (10, 5))
 
 
-def check_embedding_layer(namespace: dict) -> None:
-    embedding_layer_of(namespace)
+def check_embedding_layer(record: AnswerRecord, situation: Situation) -> None:
+    embedding_weight(record)
 
 
-def check_tokens(namespace: dict) -> None:
-    tokens = require_tensor(namespace, "tokens", (5,))
-    if tokens.dtype != torch.int64 or tokens.tolist() != [1, 3, 5, 7, 9]:
+def check_tokens(record: AnswerRecord, situation: Situation) -> None:
+    tokens = require_tensor(record, "tokens", (5,))
+    if tensor_answer(record, "tokens").dtype != "torch.int64" or tokens.tolist() != [1, 3, 5, 7, 9]:
         raise WrongAnswer("`tokens` should be the LongTensor of the token ids 1, 3, 5, 7, 9.")
 
 
-def check_embedded_x(namespace: dict) -> None:
-    layer = embedding_layer_of(namespace)
-    tokens = require_tensor(namespace, "tokens")
-    embedded_x = require_tensor(namespace, "embedded_x", (5, 5))
-    if tokens.dtype != torch.int64 or not same_values(embedded_x, F.embedding(tokens, layer.weight.detach())):
+def check_embedded_x(record: AnswerRecord, situation: Situation) -> None:
+    weight = embedding_weight(record)
+    embedded_x = require_tensor(record, "embedded_x", (5, 5))
+    if not same_values(embedded_x, weight[torch.tensor([1, 3, 5, 7, 9])]):
         raise WrongAnswer("`embedded_x` is not `embedding_layer(tokens)`.")
 
 
 # ---------------------------------------------------------------- Task 2
 
 
-def check_param_count(namespace: dict) -> None:
-    n_params = as_exact_int("n_params", require_name(namespace, "n_params"))
+def check_param_count(record: AnswerRecord, situation: Situation) -> None:
+    n_params = as_exact_int("n_params", require(record, "n_params"))
     if n_params != 236 * 472 + 472 * 472 + 472 * 10:
         raise WrongAnswer(
             "`n_params` is not the number of weights: count one weight per connection between "
@@ -304,26 +339,42 @@ NET_ROLES = {
 }
 
 
-def build_net(namespace: dict) -> nn.Module:
-    net_class = require_name(namespace, "Net")
-    if not (isinstance(net_class, type) and issubclass(net_class, nn.Module)):
+@dataclass(frozen=True)
+class NetParameter:
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+
+
+def net_parameters(record: AnswerRecord) -> list[NetParameter]:
+    require(record, "Net")
+    if not is_true(record, "Net is an nn.Module class"):
         raise WrongAnswer("`Net` should be a class derived from nn.Module.")
-    with torch.random.fork_rng(devices=[]):
-        model = call_student("`Net()`", net_class)
-    if not isinstance(model, nn.Module):
+    require(record, "Net", "Net()")
+    listed = require(record, "Net", "Net().parameters")
+    parameters = []
+    if not isinstance(listed, Sequence):
         raise WrongAnswer("`Net()` did not return an nn.Module.")
-    return model
+    for entry in listed.items:
+        fields = entry.items if isinstance(entry, Sequence) else ()
+        if len(fields) != 3 or not isinstance(fields[0], Text) or not isinstance(fields[1], Sequence) \
+                or not isinstance(fields[2], Text):
+            raise WrongAnswer("the parameters of `Net()` could not be read.")
+        shape = tuple(as_exact_int("a parameter shape", size) for size in fields[1].items)
+        parameters.append(NetParameter(fields[0].value, shape, fields[2].value))
+    return parameters
 
 
-def net_parameters_by_role(model: nn.Module) -> dict[str, nn.Parameter]:
-    by_role: dict[str, nn.Parameter] = {}
+def roles_of(parameters: list[NetParameter]) -> dict[str, int]:
+    """The index of each role's parameter; a mismatch says what is missing or extra."""
+    by_role: dict[str, int] = {}
     unexpected = []
-    for name, parameter in model.named_parameters():
-        role = next((r for r, shapes in NET_ROLES.items() if tuple(parameter.shape) in shapes), None)
+    for index, parameter in enumerate(parameters):
+        role = next((r for r, shapes in NET_ROLES.items() if parameter.shape in shapes), None)
         if role is None or role in by_role:
-            unexpected.append(f"{name} {tuple(parameter.shape)}")
+            unexpected.append(f"{parameter.name} {parameter.shape}")
         else:
-            by_role[role] = parameter
+            by_role[role] = index
     missing = [role for role in NET_ROLES if role not in by_role]
     problems = []
     if missing:
@@ -335,8 +386,8 @@ def net_parameters_by_role(model: nn.Module) -> dict[str, nn.Parameter]:
     return by_role
 
 
-def check_net_structure(namespace: dict) -> None:
-    net_parameters_by_role(build_net(namespace))
+def check_net_structure(record: AnswerRecord, situation: Situation) -> None:
+    roles_of(net_parameters(record))
 
 
 def apply_matrix(parameter: torch.Tensor, inputs: torch.Tensor, in_features: int) -> torch.Tensor:
@@ -352,156 +403,131 @@ def reference_logits(roles: dict[str, torch.Tensor], tokens: torch.Tensor) -> to
     return apply_matrix(roles["weight of U (10 -> 4)"], h, 10) + roles["bias b_U (4)"]
 
 
-def check_net_forward_on(namespace: dict, token_shape: tuple[int, ...]) -> None:
-    model = build_net(namespace)
+def check_net_forward_on(record: AnswerRecord, situation: Situation, which: int) -> None:
+    parameters = net_parameters(record)
     try:
-        roles = net_parameters_by_role(model)
+        roles = roles_of(parameters)
     except WrongAnswer:
         raise WrongAnswer("not checked until the layers of `Net` match the model.") from None
-    generator = private_generator(len(token_shape))
-    fresh = {role: torch.randn(p.shape, generator=generator, dtype=p.dtype) for role, p in roles.items()}
-    with torch.no_grad():
-        for role, parameter in roles.items():
-            parameter.copy_(fresh[role])
-    tokens = torch.randint(0, 8, token_shape, generator=generator)
-    found = call_student(f"`Net()(tokens)` for tokens of shape {token_shape}", model, tokens)
-    if type(found) not in TENSOR_TYPES:
-        raise WrongAnswer(f"`Net()(tokens)` should return a tensor, found {type(found).__name__}.")
-    expected = reference_logits(fresh, tokens)
-    if tuple(found.shape) != tuple(expected.shape):
+    if any(parameter.dtype not in FLOAT_DTYPES for parameter in parameters):
+        raise WrongAnswer("the parameters of `Net` should hold floating-point numbers.")
+    fresh = challenges.fresh_parameters(situation.challenge, [(p.shape, FLOAT_DTYPES[p.dtype]) for p in parameters])
+    for index, expected in enumerate(fresh):
+        found = require_tensor(record, "Net", label=f"Net() parameter {index}")
+        if not torch.equal(found.to(torch.float64), expected.to(torch.float64)):
+            raise WrongAnswer("the test could not set the parameters of `Net()`; keep them as nn.Parameter attributes.")
+    tokens = challenges.net_tokens(situation.challenge)[which]
+    label = f"Net()(tokens of shape {tuple(tokens.shape)})"
+    output = require(record, "Net", label)
+    if not isinstance(output, TensorAnswer):
+        raise WrongAnswer(f"`Net()(tokens)` should return a tensor, found {type_name(output)}.")
+    expected = reference_logits({role: fresh[index] for role, index in roles.items()}, tokens)
+    if output.shape != tuple(expected.shape):
         raise WrongAnswer(
-            f"for tokens of shape {token_shape}, `Net()(tokens)` has shape {tuple(found.shape)}; "
+            f"for tokens of shape {tuple(tokens.shape)}, `Net()(tokens)` has shape {output.shape}; "
             "expected one row of 4 logits per token."
         )
-    if not same_values(found, expected, relative=1e-5):
+    if not same_values(require_tensor(record, "Net", label=label), expected, relative=1e-5):
         raise WrongAnswer(
-            f"with weights set by the test, `Net()(tokens)` for tokens of shape {token_shape} does not "
+            f"with weights set by the test, `Net()(tokens)` for tokens of shape {tuple(tokens.shape)} does not "
             "compute z = U ReLU(W E x + b_W) + b_U (check the order of layers, the activation, and "
             "that the output is raw logits)."
         )
 
 
-def check_net_forward(namespace: dict) -> None:
-    check_net_forward_on(namespace, (4,))
+def check_net_forward(record: AnswerRecord, situation: Situation) -> None:
+    check_net_forward_on(record, situation, 0)
 
 
-def check_net_forward_batched(namespace: dict) -> None:
-    check_net_forward_on(namespace, (3, 5))
+def check_net_forward_batched(record: AnswerRecord, situation: Situation) -> None:
+    check_net_forward_on(record, situation, 1)
 
 
-GIVEN_X = [1, 2, 3, 7]
-GIVEN_Y = [1, 0, 1, 3]
-
-
-def check_model_output(namespace: dict) -> None:
-    net_class = require_name(namespace, "Net")
-    model = require_name(namespace, "model")
-    if not (isinstance(net_class, type) and isinstance(model, net_class)):
+def check_model_output(record: AnswerRecord, situation: Situation) -> None:
+    require(record, "model")
+    if not is_true(record, "model is a Net"):
         raise WrongAnswer("`model` should be an instance of your `Net`.")
-    X = require_tensor(namespace, "X")
-    output = require_tensor(namespace, "output", (4, 4))
+    X = require_tensor(record, "X")
+    output = require_tensor(record, "output", (4, 4))
     if X.tolist() != GIVEN_X:
         raise WrongAnswer("the given `X` was changed; do not overwrite it.")
-    with torch.random.fork_rng(devices=[]):
-        first = call_student("`model(X)`", model, X.detach().clone())
-        second = call_student("`model(X)`", model, X.detach().clone())
-    if type(first) not in TENSOR_TYPES or type(second) not in TENSOR_TYPES:
+    first = require(record, "model(X)", "model(X) first call")
+    second = require(record, "model(X)", "model(X) second call")
+    if not isinstance(first, TensorAnswer) or not isinstance(second, TensorAnswer):
         raise WrongAnswer("`model(X)` does not return a tensor.")
-    if not same_values(first, second, relative=1e-5):
+    first_values = require_tensor(record, "model(X)", label="model(X) first call")
+    if not same_values(first_values, require_tensor(record, "model(X)", label="model(X) second call"), relative=1e-5):
         # Net itself is wrong (graded in Task 3.1); what is left to check here is
         # that `output` came out of the model.
-        require_provenance("output", output)
+        require_provenance(record, "output")
         return
-    if not same_values(output, first, relative=1e-5):
+    if not same_values(output, first_values, relative=1e-5):
         raise WrongAnswer("`output` is not `model(X)`.")
 
 
-def check_loss_function(namespace: dict) -> None:
-    loss_function = require_name(namespace, "loss_function")
-    if not callable(loss_function):
+def check_loss_function(record: AnswerRecord, situation: Situation) -> None:
+    require(record, "loss_function")
+    if not is_true(record, "loss_function is callable"):
         raise WrongAnswer("`loss_function` should be callable, like a loss module from torch.nn.")
-    generator = private_generator(7)
-    logits = torch.randn(6, 4, generator=generator) * 3
-    targets = torch.randint(0, 4, (6,), generator=generator)
-    found = call_student("`loss_function(logits, targets)`", loss_function, logits, targets)
-    if type(found) not in TENSOR_TYPES or found.numel() != 1 or not same_values(
-        found.reshape(()), F.cross_entropy(logits, targets)
+    found = require(record, "loss_function", "loss_function(logits, targets)")
+    logits, targets = challenges.loss_inputs(situation.challenge)
+    if not isinstance(found, TensorAnswer) or math.prod(found.shape) != 1 or not same_values(
+        require_tensor(record, "loss_function", label="loss_function(logits, targets)").reshape(()),
+        F.cross_entropy(logits, targets),
     ):
         raise WrongAnswer("`loss_function` does not compute the (mean) cross-entropy of raw logits and class labels.")
 
 
-def check_loss(namespace: dict) -> None:
-    output = require_tensor(namespace, "output", (4, 4))
-    y = require_tensor(namespace, "y")
-    loss = require_tensor(namespace, "loss")
+def check_loss(record: AnswerRecord, situation: Situation) -> None:
+    output = require_tensor(record, "output", (4, 4))
+    y = require_tensor(record, "y")
+    loss = require_tensor(record, "loss")
     if y.tolist() != GIVEN_Y:
         raise WrongAnswer("the given `y` was changed; do not overwrite it.")
     if loss.numel() != 1 or loss.dim() != 0:
         raise WrongAnswer(f"`loss` should be a scalar tensor, found shape {tuple(loss.shape)}.")
-    require_provenance("loss", loss)
-    if not same_values(loss, F.cross_entropy(output.detach(), y)):
+    require_provenance(record, "loss")
+    if not same_values(loss, F.cross_entropy(output.to(torch.float32), torch.tensor(GIVEN_Y))):
         raise WrongAnswer("`loss` is not the cross-entropy of `output` against `y` (apply it to the raw logits).")
 
 
 # ---------------------------------------------------------------- Task 4
 
-GIVEN_WQ = [[0.5, 2.0], [3.0, 1.5]]
-GIVEN_WK = [[1.0, 0.4], [0.6, 1.2]]
-GIVEN_WORDS = [[1.0, 2.0], [2.0, 1.0], [1.5, 1.5]]
+
+def check_against_attention_reference(record: AnswerRecord, name: str, message: str) -> None:
+    found = require_tensor(record, name, tuple(attention_reference()[name].shape))
+    require_provenance(record, name)
+    if not same_values(found, attention_reference()[name]):
+        raise WrongAnswer(message)
 
 
-def attention_inputs(namespace: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    given = {"x_words": GIVEN_WORDS, "Wq": GIVEN_WQ, "Wk": GIVEN_WK}
-    for name, values in given.items():
-        tensor = require_tensor(namespace, name)
-        if tuple(tensor.shape) != tuple(torch.tensor(values).shape) or not torch.equal(
-            tensor.detach(), torch.tensor(values)
-        ):
-            raise WrongAnswer(f"the given `{name}` was changed; do not overwrite it.")
-    return tuple(torch.tensor(given[name]) for name in ("x_words", "Wq", "Wk"))
+def check_query(record: AnswerRecord, situation: Situation) -> None:
+    check_against_attention_reference(record, "Q", "`Q` is not the projection of `x_words` asked for "
+                                      "(check which weight matrix and the order of the product).")
 
 
-def check_projection(namespace: dict, name: str, weight_index: int) -> None:
-    inputs = attention_inputs(namespace)
-    found = require_tensor(namespace, name, (3, 2))
-    require_provenance(name, found)
-    if not same_values(found, inputs[0] @ inputs[weight_index]):
-        raise WrongAnswer(f"`{name}` is not the projection of `x_words` asked for (check which weight matrix and the order of the product).")
+def check_key(record: AnswerRecord, situation: Situation) -> None:
+    check_against_attention_reference(record, "K", "`K` is not the projection of `x_words` asked for "
+                                      "(check which weight matrix and the order of the product).")
 
 
-def check_query(namespace: dict) -> None:
-    check_projection(namespace, "Q", 1)
-
-
-def check_key(namespace: dict) -> None:
-    check_projection(namespace, "K", 2)
-
-
-def check_d_k(namespace: dict) -> None:
-    if as_real_number("d_k", require_name(namespace, "d_k")) != 2:
+def check_d_k(record: AnswerRecord, situation: Situation) -> None:
+    if as_real_number(record, "d_k") != 2:
         raise WrongAnswer("`d_k` is not the key dimension (the number of columns of K).")
 
 
-def check_scores(namespace: dict) -> None:
-    Q = require_tensor(namespace, "Q", (3, 2))
-    K = require_tensor(namespace, "K", (3, 2))
-    scores = require_tensor(namespace, "scores", (3, 3))
-    require_provenance("scores", scores)
-    if not same_values(scores, Q.detach() @ K.detach().T):
-        raise WrongAnswer("`scores` is not Q Kᵀ (one row per query, one column per key).")
+def check_scores(record: AnswerRecord, situation: Situation) -> None:
+    check_against_attention_reference(record, "scores", "`scores` is not Q Kᵀ (one row per query, one column per key).")
 
 
-def check_scores_scaled(namespace: dict) -> None:
-    scores = require_tensor(namespace, "scores", (3, 3))
-    scores_scaled = require_tensor(namespace, "scores_scaled", (3, 3))
-    require_provenance("scores_scaled", scores_scaled)
-    if not same_values(scores_scaled, scores.detach() / math.sqrt(2)):
-        raise WrongAnswer("`scores_scaled` is not `scores` scaled as in scaled dot-product attention.")
+def check_scores_scaled(record: AnswerRecord, situation: Situation) -> None:
+    check_against_attention_reference(
+        record, "scores_scaled", "`scores_scaled` is not `scores` scaled as in scaled dot-product attention.")
 
 
-def check_variance_of(namespace: dict, name: str, source_name: str) -> None:
-    source = require_tensor(namespace, source_name, (3, 3)).detach().to(torch.float64)
-    found = as_real_number(name, require_name(namespace, name))
+def check_variance_of(record: AnswerRecord, name: str, source_name: str) -> None:
+    found = as_real_number(record, name)
+    source = attention_reference()[source_name]
     for unbiased in (True, False):
         expected = float(source.var(unbiased=unbiased))
         if abs(found - expected) <= 1e-6 * max(1.0, abs(expected)):
@@ -509,20 +535,17 @@ def check_variance_of(namespace: dict, name: str, source_name: str) -> None:
     raise WrongAnswer(f"`{name}` is not the variance of all entries of `{source_name}`.")
 
 
-def check_var_scores(namespace: dict) -> None:
-    check_variance_of(namespace, "var_scores", "scores")
+def check_var_scores(record: AnswerRecord, situation: Situation) -> None:
+    check_variance_of(record, "var_scores", "scores")
 
 
-def check_var_scores_scaled(namespace: dict) -> None:
-    check_variance_of(namespace, "var_scores_scaled", "scores_scaled")
+def check_var_scores_scaled(record: AnswerRecord, situation: Situation) -> None:
+    check_variance_of(record, "var_scores_scaled", "scores_scaled")
 
 
-def check_weights(namespace: dict) -> None:
-    scores_scaled = require_tensor(namespace, "scores_scaled", (3, 3))
-    weights = require_tensor(namespace, "weights", (3, 3))
-    require_provenance("weights", weights)
-    if not same_values(weights, torch.softmax(scores_scaled.detach().to(torch.float64), dim=1)):
-        raise WrongAnswer("`weights` is not the softmax of `scores_scaled` over each row (each query's weights sum to 1).")
+def check_weights(record: AnswerRecord, situation: Situation) -> None:
+    check_against_attention_reference(
+        record, "weights", "`weights` is not the softmax of `scores_scaled` over each row (each query's weights sum to 1).")
 
 
 # ---------------------------------------------------------------- Task 5.1
@@ -537,32 +560,46 @@ OPTIMIZER_SYNONYMS = {
 }
 
 
-def normalize_optimizer(text: str) -> str | None:
-    words = re.sub(r"[\s_\-./]+", " ", text.strip().lower()).strip()
+def optimizer_of(text: str) -> str | None:
+    words = re.sub(r"[\s_\-./,;:!?'\"()]+", " ", text.strip().lower()).strip()
     words = re.sub(r"\bminibatch\b", "mini batch", words)
+    words = re.sub(r"\bdescend\b", "descent", words)
     for method, spellings in OPTIMIZER_SYNONYMS.items():
         if words in spellings:
             return method
     return None
 
 
-def check_scenario(namespace: dict, name: str, expected: str) -> None:
-    value = require_name(namespace, name)
-    if type(value) is not str:
-        raise WrongAnswer(f"`{name}` should be a string, found {type(value).__name__}.")
-    method = normalize_optimizer(value)
+def normalize_optimizer(text: str) -> str | None:
+    """The method a short answer names; a name with its abbreviation in brackets counts if both agree."""
+    if len(text) > 200:
+        return None
+    inside = re.findall(r"\(([^()]*)\)", text)
+    outside = re.sub(r"\([^()]*\)", " ", text)
+    candidates = [text] if not inside else [outside, *inside]
+    methods = {optimizer_of(candidate) for candidate in candidates if candidate.strip()}
+    if inside and None not in methods and len(methods) == 1:
+        return methods.pop()
+    return optimizer_of(text)
+
+
+def check_scenario(record: AnswerRecord, name: str, expected: str) -> None:
+    value = require(record, name)
+    if not isinstance(value, Text):
+        raise WrongAnswer(f"`{name}` should be a string, found {type_name(value)}.")
+    method = normalize_optimizer(value.value)
     if method is None:
-        raise WrongAnswer(f"`{name}` = {value!r} is not one of \"GD\", \"SGD\", \"mini-batch GD\".")
+        raise WrongAnswer(f"`{name}` = {value.value[:80]!r} is not one of \"GD\", \"SGD\", \"mini-batch GD\".")
     if method != expected:
-        raise WrongAnswer(f"`{name}` = {value!r} is not the best fit for this scenario.")
+        raise WrongAnswer(f"`{name}` = {value.value[:80]!r} is not the best fit for this scenario.")
 
 
-def check_scenario_a(namespace: dict) -> None:
-    check_scenario(namespace, "scenario_a", "mini-batch GD")
+def check_scenario_a(record: AnswerRecord, situation: Situation) -> None:
+    check_scenario(record, "scenario_a", "mini-batch GD")
 
 
-def check_scenario_b(namespace: dict) -> None:
-    check_scenario(namespace, "scenario_b", "SGD")
+def check_scenario_b(record: AnswerRecord, situation: Situation) -> None:
+    check_scenario(record, "scenario_b", "SGD")
 
 
 # ---------------------------------------------------------------- registry
@@ -616,130 +653,58 @@ CHECKERS: dict[str, list[Part]] = {
 }
 
 
-# ---------------------------------------------------------------- repairs
-#
-# When an answer is wrong, the names it should have defined are set right
-# after its test cell, so that later cells that build on them are graded on
-# their own merit (error carried forward), not failed a second time.
+# ---------------------------------------------------------------- judging
 
 
-class ReferenceNet(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.embedding = nn.Embedding(8, 6)
-        self.W = nn.Linear(6, 10)
-        self.U = nn.Linear(10, 4)
-
-    def forward(self, tokens):
-        return self.U(torch.relu(self.W(self.embedding(tokens))))
-
-
-ReferenceNet.__name__ = ReferenceNet.__qualname__ = "Net"
-
-
-def given_attention_weight(namespace: dict, name: str, values: list) -> torch.Tensor:
-    tensor = namespace.get(name)
-    if type(tensor) in TENSOR_TYPES and tensor.shape == (2, 2) and torch.equal(tensor.detach(), torch.tensor(values)):
-        return tensor
-    return torch.tensor(values, requires_grad=True)
-
-
-def repair_net(namespace: dict) -> None:
-    namespace["Net"] = ReferenceNet
-
-
-def repair_projections(namespace: dict) -> None:
-    words = torch.tensor(GIVEN_WORDS)
-    namespace["Q"] = words @ given_attention_weight(namespace, "Wq", GIVEN_WQ)
-    namespace["K"] = words @ given_attention_weight(namespace, "Wk", GIVEN_WK)
-
-
-def repair_scores(namespace: dict) -> None:
-    namespace["d_k"] = 2
-    namespace["scores"] = namespace["Q"] @ namespace["K"].T
-    namespace["scores_scaled"] = namespace["scores"] / math.sqrt(2)
-
-
-def repair_variances(namespace: dict) -> None:
-    namespace["var_scores"] = torch.var(namespace["scores"])
-    namespace["var_scores_scaled"] = torch.var(namespace["scores_scaled"])
-
-
-REPAIRS: dict[str, Callable[[dict], None]] = {
-    "net_model": repair_net,
-    "attention_qk": repair_projections,
-    "attention_scores": repair_scores,
-    "attention_variance": repair_variances,
-}
-
-
-def ipython_shell() -> Any:
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return None
-    return get_ipython()
-
-
-def repair_after_cell(shell: Any, grade_id: str, namespace: dict) -> None:
-    """Repair once the whole test cell has run, so its visible checks still see the student's values."""
-
-    def repair(*_: Any) -> None:
-        shell.events.unregister("post_run_cell", repair)
-        try:
-            REPAIRS[grade_id](namespace)
-        except Exception:  # a repair that cannot run leaves the student's state as it was
-            pass
-
-    shell.events.register("post_run_cell", repair)
-
-
-def run_parts(grade_id: str, namespace: dict) -> list[PartResult]:
+def judge_record(grade_id: str, record: AnswerRecord, *, points: float, situation: Situation) -> Verdict:
     results = []
     for part in CHECKERS[grade_id]:
         try:
-            part.check(namespace)
+            part.check(record, situation)
         except WrongAnswer as wrong:
             results.append(PartResult(part.description, part.weight, False, str(wrong)))
-        except Exception as error:  # a bug exposed by an odd answer must not crash the cell
-            reason = f"could not be checked ({type(error).__name__}: {error})"
+        except Exception as error:  # an odd record must not crash grading: it earns nothing
+            reason = f"could not be checked ({type(error).__name__})"
             results.append(PartResult(part.description, part.weight, False, reason))
         else:
             results.append(PartResult(part.description, part.weight, True, ""))
-    return results
+    total = sum(result.weight for result in results)
+    earned = sum(result.weight for result in results if result.passed)
+    return Verdict(grade_id, round(points * earned / total, 4), float(points), tuple(results))
 
 
-def grade(grade_id: str, namespace: dict, *, points: float) -> float | None:
-    """Print one line per part and publish the points earned as nbgrader's partial credit.
+def failed_verdict(grade_id: str, *, points: float, reason: str) -> Verdict:
+    parts = tuple(PartResult(part.description, part.weight, False, reason) for part in CHECKERS[grade_id])
+    return Verdict(grade_id, 0.0, float(points), parts)
 
-    The hidden tests run first in their cell, so the score is published at once
-    as the cell's result (nbgrader reads the first result or error of a test
-    cell): a visible check failing later in the cell then costs nothing extra.
-    Outside IPython the score is returned instead.
+
+def judge(grade_id: str, payloads: list[Any], *, points: float, situation: Situation) -> Verdict:
+    """The verdict on a test cell from the records its run sent.
+
+    Several records (the real one and any a student's code sent) all get
+    judged and the lowest score counts: sending extra data can only lose points.
     """
-    nonce = namespace.pop(NONCE_NAME, None)
-    shell = ipython_shell()
-    # Taken before any student code runs in this cell, while the kernel is pristine.
-    restore_kernel = getattr(getattr(shell, "kernel", None), "restore_pristine_state", None)
-    results = run_parts(grade_id, namespace)
-    if restore_kernel is not None:
-        restore_kernel()  # undo whatever the student code the checks called has patched
-    total_weight = sum(result.weight for result in results)
-    earned_weight = sum(result.weight for result in results if result.passed)
-    for result in results:
-        mark = "passed" if result.passed else "FAILED"
-        line = f"[{mark}] {result.description}"
-        print(line if result.passed else f"{line}: {result.reason}")
-    score = round(points * earned_weight / total_weight, 4)
-    if shell is None:
-        return score
-    if earned_weight < total_weight and grade_id in REPAIRS:
-        repair_after_cell(shell, grade_id, namespace)
-    if nonce is None:
-        shell.displayhook(score)
-    else:
-        from IPython.display import publish_display_data
+    if not payloads:
+        return failed_verdict(grade_id, points=points, reason=NO_RECORD)
+    verdicts = []
+    for payload in payloads:
+        try:
+            if payload_size(payload) > MAX_RECORD_CHARS:
+                raise MalformedRecord("the answer record is too large")
+            record = decode(payload)
+            if record.grade_id != grade_id:
+                raise MalformedRecord("the answer record belongs to another cell")
+        except (MalformedRecord, RecursionError, MemoryError) as error:
+            reason = str(error) if isinstance(error, MalformedRecord) else "the answer record cannot be read"
+            verdicts.append(failed_verdict(grade_id, points=points, reason=f"{reason}, so it scores 0"))
+            continue
+        verdicts.append(judge_record(grade_id, record, points=points, situation=situation))
+    return min(verdicts, key=lambda verdict: verdict.score)
 
-        publish_display_data({"text/plain": f"score: {score:g} of {points:g}"},
-                             metadata={PROOF_KEY: {"nonce": nonce, "score": score}})
-    return None
+
+def grade_namespace(grade_id: str, namespace: dict, *, points: float, challenge: int = 7) -> Verdict:
+    """Record a namespace the way the kernel does and judge it: the fast path for tests."""
+    from .collect import record
+
+    payload = record(grade_id, dict(namespace), challenge=challenge)
+    return judge(grade_id, [payload], points=points, situation=Situation(challenge=challenge))

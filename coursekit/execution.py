@@ -1,4 +1,4 @@
-"""Sandboxed execution: nbgrader's Execute step, hardened.
+"""Sandboxed execution and judging: nbgrader's Execute step, hardened.
 
 Replaces `nbgrader.preprocessors.Execute` in nbgrader_config.py. On top of it:
 - the kernel runs in the sandbox (coursekit.sandbox);
@@ -7,16 +7,25 @@ Replaces `nbgrader.preprocessors.Execute` in nbgrader_config.py. On top of it:
 - a kernel that dies (os._exit, segfault, out of memory) or a cell that will
   not stop ends the notebook: the cells left are marked as not run, and the
   notebook is still graded and written;
-- every test cell must prove it ran to the end: it receives a fresh secret
-  when it starts, and only the score its hidden tests publish with that
-  secret counts. Student code cannot skip, cut short or fake a test cell.
+- the kernel never judges. Each test cell gets a fresh challenge, its hidden
+  part sends the answers as data (coursekit.answer_protocol), and the judge
+  (coursekit.checks) decides the points here, in the grading process. The
+  verdict (score first, then one line per part) is written into the test
+  cell only after the kernel is gone, so no message from the kernel can
+  change it; whatever the kernel itself printed or displayed as a score is
+  dropped.
+- what the kernel sends is bounded: outputs per cell and per notebook, and the
+  size of any one message (a bigger one disconnects the kernel).
 """
 from __future__ import annotations
 
 import asyncio
+import copy
 import secrets
 import time
+from typing import Any
 
+import zmq
 from jupyter_core.utils import run_sync
 from nbclient.exceptions import DeadKernelError
 from nbformat import NotebookNode
@@ -25,18 +34,50 @@ from traitlets import Bool, Integer
 from nbgrader import utils
 from nbgrader.preprocessors import Execute
 
-from .checks import NONCE_NAME, PROOF_KEY
+from .answer_protocol import ANSWER_MIME, CHALLENGE_NAME, MAX_RECORD_CHARS
+from .checks import CHECKERS, Situation, Verdict, failed_verdict, judge
 from .rebuild import STATUS_KEY
+from .repairs import REPAIRS
 from .sandbox import SandboxedKernelManager
+from .statuses import GradingStatus
 
-STATUS_GRADED = "graded"
-STATUS_CRASHED = "kernel crashed"
-STATUS_TIMED_OUT = "timed out"
-STATUS_UNREADABLE = "unreadable"
+TEST_SUFFIX = "_test"
+RECORDS_PER_CELL = 4
+TRUNCATED_NOTE = "\n[output truncated by the grader: this cell printed too much]\n"
 
 
 def error_output(name: str, message: str) -> NotebookNode:
     return NotebookNode(output_type="error", ename=name, evalue=message, traceback=[f"{name}: {message}"])
+
+
+def judged_answer(cell: NotebookNode) -> str | None:
+    """The answer cell a test cell judges (`squeeze_target_test` judges `squeeze_target`), if it has a judge."""
+    grade_id = cell.metadata["nbgrader"].get("grade_id") if utils.is_grade(cell) and cell.cell_type == "code" else None
+    if grade_id and grade_id.endswith(TEST_SUFFIX) and grade_id[: -len(TEST_SUFFIX)] in CHECKERS:
+        return grade_id[: -len(TEST_SUFFIX)]
+    return None
+
+
+def is_answer_record(output: NotebookNode) -> bool:
+    return output.get("output_type") in ("display_data", "execute_result") and ANSWER_MIME in output.get("data", {})
+
+
+def output_size(output: NotebookNode) -> int:
+    size = len(output.get("text", "") or "")
+    for value in (output.get("data") or {}).values():
+        size += len(value) if isinstance(value, str) else 1024
+    return size + sum(len(line) for line in output.get("traceback", []) or [])
+
+
+def verdict_outputs(verdict: Verdict, execution_count: Any) -> list[NotebookNode]:
+    """nbgrader scores a test cell by its first result or error: the verdict's score goes first."""
+    lines = "\n".join(verdict.lines())
+    return [
+        NotebookNode(output_type="execute_result", execution_count=execution_count, metadata={},
+                     data={"text/plain": repr(verdict.score)}),
+        NotebookNode(output_type="stream", name="stdout",
+                     text=f"Autograder: {verdict.score:g} of {verdict.max_points:g} points\n{lines}\n"),
+    ]
 
 
 class SandboxedExecute(Execute):
@@ -44,24 +85,53 @@ class SandboxedExecute(Execute):
     unresponsive_grace = Integer(
         5, help="Seconds an interrupted cell has to stop before its kernel is killed."
     ).tag(config=True)
-    require_completion_proof = Bool(
-        True, help="Give a test cell points only for a score its hidden tests published with the cell's secret."
+    judge_outside_kernel = Bool(
+        True, help="Judge test cells with a judge in coursekit.checks from the answers their kernel records."
     ).tag(config=True)
+    max_output_bytes_per_cell = Integer(
+        1 << 20, help="Characters of output kept per cell; the rest is dropped with a note."
+    ).tag(config=True)
+    max_output_bytes_per_notebook = Integer(
+        8 << 20, help="Characters of output kept per notebook; the rest is dropped with a note."
+    ).tag(config=True)
+    max_message_bytes = Integer(
+        64 << 20, help="Largest message accepted from a kernel; a larger one disconnects it."
+    ).tag(config=True)
+
+    # The grader is not a widget front end: comm messages from student code
+    # could otherwise redirect a cell's outputs or write into the notebook's metadata.
+    store_widget_state = Bool(False).tag(config=True)
 
     def __init__(self, **kwargs):
         kwargs.setdefault("kernel_manager_class", SandboxedKernelManager)
         super().__init__(**kwargs)
+        self.comm_open_handlers = {}
 
     def preprocess(self, nb, resources=None, km=None):
         self._deadline = time.monotonic() + self.notebook_timeout
         self._stop_reason = ""
-        self._status = STATUS_GRADED
-        nb, resources = super().preprocess(nb, resources, km=km)
+        self._status = GradingStatus.GRADED
+        self._verdicts: dict[int, tuple[Verdict, list[NotebookNode]]] = {}
+        self._notebook_output_size = 0
+        self._cell_output_size: dict[int, int] = {}
+        try:
+            nb, resources = super().preprocess(nb, resources, km=km)
+        finally:
+            # Written only now, with the kernel gone: no display update can touch them.
+            for index, (verdict, kept) in self._verdicts.items():
+                cell = nb.cells[index]
+                cell.outputs = verdict_outputs(verdict, cell.get("execution_count")) + kept
         status = nb.metadata.setdefault(STATUS_KEY, {})
         if status.get("unreadable"):
-            self._status, self._stop_reason = STATUS_UNREADABLE, status["unreadable"]
-        status.update(status=self._status, reason=self._stop_reason)
+            self._status, self._stop_reason = GradingStatus.UNREADABLE, status["unreadable"]
+        status.update(status=self._status.value, reason=self._stop_reason)
         return nb, resources
+
+    def create_kernel_manager(self):
+        km = super().create_kernel_manager()
+        # Every socket to this kernel refuses messages beyond the cap.
+        km.context.setsockopt(zmq.MAXMSGSIZE, self.max_message_bytes)
+        return km
 
     async def async_execute_cell(self, cell, cell_index, execution_count=None, store_history=True):
         if cell.cell_type != "code" or not cell.source.strip():
@@ -69,22 +139,56 @@ class SandboxedExecute(Execute):
         if self._stop_reason:
             cell.outputs = [error_output("NotRun", self._stop_reason)] if utils.is_grade(cell) else []
             return cell
-        is_test = utils.is_grade(cell) and self.require_completion_proof
-        nonce = secrets.token_hex(16)
-        # The secret travels in a silent request of its own: it never appears in
-        # the cell's source, the input history or the test cell's message.
-        if is_test and not await self.run_silently(f"{NONCE_NAME} = {nonce!r}"):
-            await self.stop_kernel(STATUS_CRASHED, "the kernel stopped answering")
+        answer_id = judged_answer(cell) if self.judge_outside_kernel else None
+        challenge = secrets.randbits(62)
+        # The challenge travels in a silent request of its own: it is not in the
+        # cell's source, the input history or the test cell's message.
+        if answer_id and not await self.run_silently(f"{CHALLENGE_NAME} = {challenge}"):
+            await self.stop_kernel(GradingStatus.CRASHED, "the kernel stopped answering")
         completed = not self._stop_reason and await self.run_within_limits(cell, cell_index, execution_count, store_history)
-        if is_test:
-            if completed:
-                self.keep_proven_score(cell, nonce)
-            else:
-                cell.outputs.insert(0, error_output("NotFinished", self._stop_reason or "the cell did not finish"))
+        if answer_id:
+            await self.judge_cell(cell, cell_index, answer_id, challenge, completed)
         return cell
 
     # nbconvert's preprocess_cell calls the synchronous wrapper, bound to the base class's coroutine.
     execute_cell = run_sync(async_execute_cell)
+
+    async def judge_cell(self, cell: NotebookNode, cell_index: int, answer_id: str, challenge: int, completed: bool) -> None:
+        records = [output["data"][ANSWER_MIME] for output in cell.outputs if is_answer_record(output)]
+        kept = [copy.deepcopy(output) for output in cell.outputs
+                if not is_answer_record(output) and output.get("output_type") != "execute_result"]
+        points = float(cell.metadata["nbgrader"]["points"])
+        if not completed:
+            verdict = failed_verdict(answer_id, points=points, reason=self._stop_reason or "the cell did not finish")
+        else:
+            sources = tuple(c.source for c in self.nb.cells[:cell_index] if c.cell_type == "code")
+            verdict = judge(answer_id, records[:RECORDS_PER_CELL], points=points,
+                            situation=Situation(challenge=challenge, sources=sources))
+        self._verdicts[cell_index] = (verdict, kept)
+        if not verdict.full_marks and answer_id in REPAIRS and not self._stop_reason:
+            await self.run_silently(f"__import__('coursekit.repairs').repairs.repair({answer_id!r}, globals())")
+
+    def output(self, outs, msg, display_id, cell_index):
+        """Keep a bounded amount of output; answer records have their own bound."""
+        out = super().output(outs, msg, display_id, cell_index)
+        if out is None:
+            return out
+        size = output_size(out)
+        if is_answer_record(out):
+            if size > MAX_RECORD_CHARS or sum(is_answer_record(o) for o in outs) > RECORDS_PER_CELL:
+                outs.remove(out)
+            return out
+        cell_size = self._cell_output_size.get(cell_index, 0)
+        if cell_size + size > self.max_output_bytes_per_cell or \
+                self._notebook_output_size + size > self.max_output_bytes_per_notebook:
+            outs.remove(out)
+            if cell_size <= self.max_output_bytes_per_cell:
+                outs.append(NotebookNode(output_type="stream", name="stdout", text=TRUNCATED_NOTE))
+            self._cell_output_size[cell_index] = self.max_output_bytes_per_cell + 1
+            return out
+        self._cell_output_size[cell_index] = cell_size + size
+        self._notebook_output_size += size
+        return out
 
     async def run_silently(self, code: str) -> bool:
         try:
@@ -113,41 +217,24 @@ class SandboxedExecute(Execute):
                 timeout=min(remaining, cell_limit),
             )
         except asyncio.TimeoutError:
-            await self.stop_kernel(STATUS_TIMED_OUT, "the notebook exceeded its time limit, or a cell would not stop when interrupted")
+            await self.stop_kernel(GradingStatus.TIMED_OUT,
+                                   "the notebook exceeded its time limit, or a cell would not stop when interrupted")
             cell.outputs.append(error_output("TimeLimitExceeded", self._stop_reason))
             return False
         except DeadKernelError:
-            await self.stop_kernel(STATUS_CRASHED, "the kernel died (crash, os._exit, a killed process or exhausted memory)")
+            await self.stop_kernel(GradingStatus.CRASHED,
+                                   "the kernel died (crash, os._exit, a killed process or exhausted memory)")
             cell.outputs.append(error_output("KernelDied", self._stop_reason))
             return False
         if any(o.get("ename") == "CellTimeoutError" for o in cell.outputs):
             if not await self.run_silently("pass"):
-                await self.stop_kernel(STATUS_TIMED_OUT, "a cell ran past its time limit and ignored the interrupt")
+                await self.stop_kernel(GradingStatus.TIMED_OUT, "a cell ran past its time limit and ignored the interrupt")
                 return False
         return True
 
-    async def stop_kernel(self, status: str, reason: str) -> None:
+    async def stop_kernel(self, status: GradingStatus, reason: str) -> None:
         self._status, self._stop_reason = status, reason
         try:
             await self.km._async_kill_kernel()
         except Exception:
             pass
-
-    def keep_proven_score(self, cell: NotebookNode, nonce: str) -> None:
-        """Keep exactly one score: the one published with this cell's secret, first in the outputs.
-
-        nbgrader scores a test cell by its first error or result output, so the
-        proven score goes first, and every other result (forged or not) goes.
-        """
-        proofs = [o for o in cell.outputs if o.get("output_type") == "display_data"
-                  and o.get("metadata", {}).get(PROOF_KEY, {}).get("nonce") == nonce]
-        cell.outputs = [o for o in cell.outputs if o.get("output_type") != "execute_result"
-                        and not (o.get("output_type") == "display_data" and PROOF_KEY in o.get("metadata", {}))]
-        if len(proofs) != 1:
-            cell.outputs.insert(0, error_output(
-                "TestsDidNotFinish", "the hidden tests of this cell did not run to the end, so it scores 0"))
-            return
-        points = float(cell.metadata["nbgrader"]["points"])
-        score = min(max(float(proofs[0]["metadata"][PROOF_KEY]["score"]), 0.0), points)
-        cell.outputs.insert(0, NotebookNode(output_type="execute_result", execution_count=cell.get("execution_count"),
-                                            metadata={}, data={"text/plain": repr(score)}))

@@ -27,6 +27,7 @@ from . import forking
 from .errors import CourseKitError
 from .notebooks import ASSIGNMENT_ID, NOTEBOOK_NAME, write_notebook
 from .rebuild import STATUS_KEY
+from .statuses import GradingStatus
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,7 @@ class CellScore:
 class StudentScores:
     student_id: str
     cells: tuple[CellScore, ...]
-    status: str = "graded"
+    status: GradingStatus = GradingStatus.GRADED
     reason: str = ""
 
     def autograded(self) -> dict[str, CellScore]:
@@ -140,18 +141,22 @@ def read_scores(
     return scores
 
 
-def grading_status(course_root: Path, student_id: str) -> tuple[str, str]:
+def grading_status(course_root: Path, student_id: str) -> tuple[GradingStatus, str]:
     """What the hardened grader recorded in the autograded notebook, or why there is none."""
     autograded = course_root / "autograded" / student_id / ASSIGNMENT_ID / f"{NOTEBOOK_NAME}.ipynb"
     if autograded.exists():
         try:
             metadata = nbformat.read(str(autograded), as_version=4).metadata.get(STATUS_KEY, {})
         except Exception:
-            return "not graded", "the autograded notebook cannot be read"
-        return metadata.get("status", "graded"), metadata.get("reason", "")
+            return GradingStatus.NOT_GRADED, "the autograded notebook cannot be read"
+        try:
+            status = GradingStatus(metadata.get("status", GradingStatus.GRADED))
+        except ValueError:
+            return GradingStatus.NOT_GRADED, "the autograded notebook has no valid grading status"
+        return status, str(metadata.get("reason", ""))
     if not submission_path(course_root, student_id).exists():
-        return "missing", f"no {NOTEBOOK_NAME}.ipynb in the submission"
-    return "not graded", "nbgrader could not grade this submission; see its log"
+        return GradingStatus.MISSING, f"no {NOTEBOOK_NAME}.ipynb in the submission"
+    return GradingStatus.NOT_GRADED, "nbgrader could not grade this submission; see its log"
 
 
 def submission_path(course_root: Path, student_id: str) -> Path:

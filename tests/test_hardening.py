@@ -158,13 +158,16 @@ def graded(tmp_path_factory, master, release):
 
 def test_fixtures_cover_every_category():
     names = {spec["name"] for spec in load_fixtures()}
-    assert len(names) >= 30
+    assert len(names) >= 40
     for required in ["invalid-json", "empty-file", "not-a-notebook", "renamed-notebook", "crash-os-exit",
                      "crash-segfault", "infinite-loop", "ignores-sigint", "memory-exhaustion", "output-flood",
                      "lingering-child", "network-attempt", "read-outside", "write-outside",
                      "shadowing-grader-modules", "skip-execution-tags", "monkeypatch-torch-math-numpy",
                      "fake-equality-objects", "input-transformer-empties-tests", "custom-exception-handler",
-                     "detects-grading", "honest-colab"]:
+                     "detects-grading", "honest-colab", "thread-forges-scores-and-records",
+                     "signal-timer-repatches-torch", "trace-function-rewrites-locals", "torch-function-mode-says-equal",
+                     "in-place-edits-of-the-recorder", "rewrites-the-display-pipeline", "output-widget-swallows-records",
+                     "huge-and-malformed-records", "wrong-net-with-attacks-earns-what-wrong-earns"]:
         assert required in names
 
 
@@ -183,7 +186,7 @@ def test_scores_match_expectations(graded):
         total = sum(c.score for c in scores[spec["name"]].autograded().values())
         expected = spec["expect"]
         ok = (total == FULL_MARKS if expected == "full" else total == 0.0 if expected == "blank"
-              else 0.0 < total < FULL_MARKS)
+              else total == spec["total"] if expected == "total" else 0.0 < total < FULL_MARKS)
         if not ok:
             wrong[spec["name"]] = (expected, total)
     assert wrong == {}

@@ -6,6 +6,8 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
+from coursekit import checks
+from coursekit.answer_protocol import ANSWER_MIME, DEFAULT_CHALLENGE
 from coursekit.notebooks import grade_id
 from conftest import MASTER_PATH, REPOSITORY
 
@@ -75,12 +77,18 @@ def test_master_runs_without_errors_or_stderr(executed_twice):
 
 
 def test_every_hidden_test_gives_full_points(executed_twice):
-    test_cells = [c for c in executed_twice[0].cells if c.metadata.get("nbgrader", {}).get("grade") and c.cell_type == "code"]
+    """Each hidden test sends one answer record; the judge gives the master's answers full marks."""
+    notebook = executed_twice[0]
+    test_cells = [i for i, c in enumerate(notebook.cells) if c.metadata.get("nbgrader", {}).get("grade") and c.cell_type == "code"]
     assert len(test_cells) == 12
-    for cell in test_cells:
-        results = [o for o in cell.outputs if o.output_type == "execute_result"]
-        assert results, f"{grade_id(cell)} printed no score"
-        assert float(results[-1]["data"]["text/plain"]) == cell.metadata.nbgrader.points, grade_id(cell)
+    for index in test_cells:
+        cell = notebook.cells[index]
+        records = [o["data"][ANSWER_MIME] for o in cell.outputs if ANSWER_MIME in o.get("data", {})]
+        assert len(records) == 1, f"{grade_id(cell)} sent {len(records)} answer records"
+        sources = tuple(c.source for c in notebook.cells[:index] if c.cell_type == "code")
+        verdict = checks.judge(grade_id(cell).removesuffix("_test"), records, points=cell.metadata.nbgrader.points,
+                               situation=checks.Situation(challenge=DEFAULT_CHALLENGE, sources=sources))
+        assert verdict.full_marks, (grade_id(cell), verdict.lines())
 
 
 def test_master_gives_the_same_results_every_run(executed_twice):

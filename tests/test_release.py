@@ -6,7 +6,7 @@ from coursekit.notebooks import master_answers, read_notebook
 from conftest import MASTER_PATH, RELEASE_PATH
 
 LEAK_MARKERS = ["BEGIN SOLUTION", "END SOLUTION", "HIDDEN TESTS", "Reference answer", "Rubric",
-                "coursekit", "hidden_checks"]
+                "coursekit", "hidden_checks", "grader_record", "answer+json"]
 
 
 def comparable(notebook):
