@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -149,14 +148,6 @@ def decode(payload: Any) -> AnswerRecord:
             raise MalformedRecord("the answer record has a malformed name")
         decoded[name] = _decode_value(description, tensors, depth=0)
     return AnswerRecord(grade_id=grade_id, values=decoded)
-
-
-def payload_size(payload: Any) -> int:
-    """A cheap upper bound of a payload's size, checked before decoding anything."""
-    try:
-        return len(json.dumps(payload))
-    except (TypeError, ValueError, RecursionError):
-        return MAX_RECORD_CHARS + 1
 
 
 def _load_tensors(blob: str) -> dict[str, numpy.ndarray]:
