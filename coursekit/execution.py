@@ -51,7 +51,12 @@ def error_output(name: str, message: str) -> NotebookNode:
 
 
 def judged_answer(cell: NotebookNode) -> str | None:
-    """The answer cell a test cell judges (`squeeze_target_test` judges `squeeze_target`), if it has a judge."""
+    """The answer cell a test cell judges (`squeeze_target_test` judges `squeeze_target`), if it has a judge.
+
+    A test cell without a judge (an instructor's own assert cell) is scored by
+    nbgrader's usual rule, inside the kernel; every test cell of ex2 has one
+    (tests/test_master_notebook.py checks that).
+    """
     grade_id = cell.metadata["nbgrader"].get("grade_id") if utils.is_grade(cell) and cell.cell_type == "code" else None
     if grade_id and grade_id.endswith(TEST_SUFFIX) and grade_id[: -len(TEST_SUFFIX)] in CHECKERS:
         return grade_id[: -len(TEST_SUFFIX)]
@@ -84,9 +89,6 @@ class SandboxedExecute(Execute):
     notebook_timeout = Integer(300, help="Wall-clock cap for one notebook, in seconds.").tag(config=True)
     unresponsive_grace = Integer(
         5, help="Seconds an interrupted cell has to stop before its kernel is killed."
-    ).tag(config=True)
-    judge_outside_kernel = Bool(
-        True, help="Judge test cells with a judge in coursekit.checks from the answers their kernel records."
     ).tag(config=True)
     max_output_bytes_per_cell = Integer(
         1 << 20, help="Characters of output kept per cell; the rest is dropped with a note."
@@ -139,7 +141,7 @@ class SandboxedExecute(Execute):
         if self._stop_reason:
             cell.outputs = [error_output("NotRun", self._stop_reason)] if utils.is_grade(cell) else []
             return cell
-        answer_id = judged_answer(cell) if self.judge_outside_kernel else None
+        answer_id = judged_answer(cell)
         challenge = secrets.randbits(62)
         # The challenge travels in a silent request of its own: it is not in the
         # cell's source, the input history or the test cell's message.

@@ -8,6 +8,7 @@ from nbclient import NotebookClient
 
 from coursekit import checks
 from coursekit.answer_protocol import ANSWER_MIME, DEFAULT_CHALLENGE
+from coursekit.execution import judged_answer
 from coursekit.notebooks import grade_id
 from conftest import MASTER_PATH, REPOSITORY
 
@@ -89,6 +90,11 @@ def test_every_hidden_test_gives_full_points(executed_twice):
         verdict = checks.judge(grade_id(cell).removesuffix("_test"), records, points=cell.metadata.nbgrader.points,
                                situation=checks.Situation(challenge=DEFAULT_CHALLENGE, sources=sources))
         assert verdict.full_marks, (grade_id(cell), verdict.lines())
+
+
+def test_every_test_cell_is_judged_outside_the_kernel(master):
+    test_cells = [c for c in master.cells if c.metadata.get("nbgrader", {}).get("grade") and c.cell_type == "code"]
+    assert test_cells and all(judged_answer(cell) for cell in test_cells)
 
 
 def test_master_gives_the_same_results_every_run(executed_twice):
