@@ -222,7 +222,7 @@ class FeedbackState:
 
 
 def feedback_states(*, course_root: Path, database: str, teams: list[str]) -> dict[str, FeedbackState]:
-    """Per team, a digest of everything its feedback shows: scores, TA scores and comments, the graded notebook.
+    """Per graded team, a digest of everything its feedback shows: scores, TA scores and comments, the graded notebook.
 
     The course's configuration and this module are part of it, so changing
     the feedback preprocessors regenerates every team's feedback.
@@ -236,9 +236,11 @@ def feedback_states(*, course_root: Path, database: str, teams: list[str]) -> di
             except MissingEntry:
                 continue
             autograded = course_root / "autograded" / team / ASSIGNMENT_ID / f"{NOTEBOOK_NAME}.ipynb"
+            if not autograded.exists():
+                continue  # no feedback can be made without it (its grading failed)
             state = {
                 "code": code,
-                "notebook": hashlib.sha256(autograded.read_bytes()).hexdigest() if autograded.exists() else None,
+                "notebook": hashlib.sha256(autograded.read_bytes()).hexdigest(),
                 "late_penalty": notebook.late_submission_penalty,
                 "grades": sorted((g.name, g.auto_score, g.manual_score, g.extra_credit, bool(g.needs_manual_grade))
                                  for g in notebook.grades),
