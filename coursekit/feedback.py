@@ -16,7 +16,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import shutil
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -254,15 +257,13 @@ def feedback_states(*, course_root: Path, database: str, teams: list[str]) -> di
 
 
 def refresh_feedback(*, course_root: Path, database: str, teams: list[str], state_folder: Path,
-                     made_by_autograding: list[str]) -> tuple[str, ...]:
+                     made_by_autograding: list[str], workers: int = 1) -> tuple[str, ...]:
     """Regenerate the feedback of the teams whose fingerprint changed (and only theirs); returns them.
 
     `made_by_autograding`: teams whose feedback the grading shards just made
     from their own gradebook, which holds the same automatic grades as the
     course's but no TA input; their feedback is current unless a TA graded them.
     """
-    from .grading import nbgrader_in_fork  # the preprocessors above must not pull in the grading machinery
-
     state_file = state_folder / FEEDBACK_STATE
     state = json.loads(state_file.read_text()) if state_file.exists() else {}
     current = feedback_states(course_root=course_root, database=database, teams=teams)
@@ -271,25 +272,51 @@ def refresh_feedback(*, course_root: Path, database: str, teams: list[str], stat
     state.update({team: current[team].fingerprint for team in fresh})
     stale = [team for team in teams if team in current and team not in fresh
              and (state.get(team) != current[team].fingerprint or not feedback_html(course_root, team).exists())]
-    if not stale:
-        save_state(state_file, state)
-        return tuple(fresh)
+    if stale:
+        generate_feedback(course_root=course_root, teams=stale, work=state_folder / "feedback-work",
+                          workers=max(1, min(workers, len(stale))))
+        state.update({team: current[team].fingerprint for team in stale})
+    save_state(state_file, state)
+    return tuple(fresh) + tuple(stale)
+
+
+def generate_feedback(*, course_root: Path, teams: list[str], work: Path, workers: int) -> None:
+    """`nbgrader generate_feedback` in the course for exactly `teams`, split over `workers` forks.
+
+    Feedback generation only reads the gradebook, so the forks can share it.
+    """
+    from . import forking  # the preprocessors above must not pull in the grading machinery
+
     autograded = course_root / "autograded"
-    graded = {path.name for path in autograded.iterdir() if path.is_dir()} if autograded.exists() else set()
-    others = sorted(graded - set(stale))
+    everyone = {path.name for path in autograded.iterdir() if path.is_dir()}
+    groups = [teams[number::workers] for number in range(workers)]
+    if len(groups) == 1 or threading.active_count() > 1:  # forking a threaded process can deadlock
+        generate_feedback_for(course_root, everyone, teams)
+        return
+    folders = [work / f"worker-{number}" for number in range(len(groups))]
+    for folder in folders:
+        shutil.rmtree(folder, ignore_errors=True)
+    pids = [forking.fork_worker(lambda _folder, group: generate_feedback_for(course_root, everyone, group),
+                                folder, group) for folder, group in zip(folders, groups)]
+    failures = [forking.worker_failure(folder, os.waitpid(pid, 0)[1]) for pid, folder in zip(pids, folders)]
+    failures = [failure for failure in failures if failure]
+    if failures:
+        raise CourseKitError(failures[0])
+
+
+def generate_feedback_for(course_root: Path, everyone: set[str], group: list[str]) -> None:
+    from .grading import nbgrader_in_fork
+
     arguments = ["generate_feedback", ASSIGNMENT_ID, "--force"]
+    others = sorted(everyone - set(group))
     if others:
         arguments.append(f"--CourseDirectory.student_id_exclude={','.join(others)}")
     result = nbgrader_in_fork(course_root, *arguments)
-    made = [team for team in stale if feedback_html(course_root, team).exists()]
-    if result.returncode != 0 or len(made) != len(stale):
-        missing = sorted(set(stale) - set(made))
+    missing = [team for team in group if not feedback_html(course_root, team).exists()]
+    if result.returncode != 0 or missing:
         reason = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["no message"]
-        raise CourseKitError(f"nbgrader generate_feedback made no feedback for {', '.join(missing) or 'some teams'} "
-                             f"({reason[0]}); run `nbgrader generate_feedback {ASSIGNMENT_ID}` in {course_root} to see why.")
-    state.update({team: current[team].fingerprint for team in made})
-    save_state(state_file, state)
-    return tuple(fresh) + tuple(made)
+        raise CourseKitError(f"nbgrader generate_feedback failed for {', '.join(missing or group)} ({reason[0]}); "
+                             f"run `nbgrader generate_feedback {ASSIGNMENT_ID}` in {course_root} to see why.")
 
 
 def save_state(state_file: Path, state: dict[str, str]) -> None:

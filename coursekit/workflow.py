@@ -246,7 +246,8 @@ def grade_download(*, download: Path, course_root: Path, output_folder: Path, wo
     results = collect_results(course_root=course_root, imported=imported, database=database)
     # After the merge: TA scores and comments live only in the course's gradebook.
     refreshed = feedback.refresh_feedback(course_root=course_root, database=database, teams=teams,
-                                          state_folder=course_root / STATE_FOLDER, made_by_autograding=changed)
+                                          state_folder=course_root / STATE_FOLDER, made_by_autograding=changed,
+                                          workers=max(1, workers))
     write_outputs(course_root=course_root, output_folder=output_folder, results=results, imported=imported)
     olat = olat_export.export_for_olat(
         results=results, roster=imported.roster, waiting=feedback.waiting_for_ta(database=database, teams=teams),
