@@ -28,6 +28,7 @@ from .exporting import format_points, is_autograded
 from .importing import RosterEntry
 from .notebooks import NOTEBOOK_NAME
 from .records import TeamResult
+from .statuses import GradingStatus
 
 OLAT_FOLDER = "olat"
 BULK_ASSESSMENT_FILE = "bulk_assessment.csv"
@@ -155,7 +156,7 @@ def left_out_reason(*, result: TeamResult, member: str, teams: list[str], known:
         return "not in the roster: check the user name in the file name"
     if member in (".", "..") or "/" in member or "\\" in member:
         return "the user name cannot be a folder name in the return files"
-    if result.status != "graded":
+    if result.status != GradingStatus.GRADED:
         return f"grading {result.status}" + (f": {result.reason}" if result.reason else "")
     if waiting:
         return f"{waiting} answers still wait for a TA"
