@@ -148,7 +148,7 @@ def cut_frame(entry: str, regions: HiddenRegions) -> str | None:
                 return None
             continue
         kept.append(line)
-    if regions.is_hidden(execution_count, failing_line, None) and execution_count in regions.cells:
+    if regions.is_hidden(execution_count, failing_line, None):
         return None
     return "\n".join(kept)
 
