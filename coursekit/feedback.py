@@ -109,6 +109,8 @@ class CutHiddenTraceback(NbGraderPreprocessor):
             for output in cell.get("outputs", []) if cell.cell_type == "code" else []:
                 if output.get("output_type") == "error":
                     output["traceback"] = cut_traceback(list(output.get("traceback", [])), regions)
+                elif output.get("output_type") == "stream":
+                    output["text"] = cut_printed_traceback(output.get("text", ""), regions)
         return nb, resources
 
 
@@ -122,6 +124,28 @@ def cut_traceback(entries: list[str], regions: HiddenRegions) -> list[str]:
         else:
             kept.append(cut)
     return kept
+
+
+# What Python prints for a frame or a warning: 'File "/p/m.py", line 42, in f' or "/p/m.py:42: UserWarning: ...",
+# each followed by the source line.
+PRINTED_LOCATION = re.compile(r'^\s*(?:File "(?P<frame>[^"]+)", line \d+|(?P<warning>\S+\.py):\d+: \w+: )')
+
+
+def cut_printed_traceback(text: str, regions: HiddenRegions) -> str:
+    """Printed tracebacks and warnings (stdout, or stderr moved there) without this kit's or hidden source lines."""
+    lines = text.split("\n")
+    kept: list[str] = []
+    for number, line in enumerate(lines):
+        previous = PRINTED_LOCATION.match(plain(lines[number - 1])) if number else None
+        location = PRINTED_LOCATION.match(plain(line))
+        if location and location.group("frame") and KIT_PATH.search(location.group("frame")):
+            kept.append(HIDDEN_FRAMES_NOTE)
+            continue
+        if previous and (KIT_PATH.search(previous.group("frame") or previous.group("warning") or "")
+                         or plain(line).strip() in regions.texts):
+            continue  # the source line Python shows under a location
+        kept.append(line)
+    return "\n".join(kept)
 
 
 def cut_frame(entry: str, regions: HiddenRegions) -> str | None:

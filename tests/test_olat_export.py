@@ -167,6 +167,21 @@ def test_traceback_keeps_the_students_lines_only(frame_count):
     assert nb.cells[1].source == TEST_CELL  # ClearHiddenTests removes the region itself, later
 
 
+def test_printed_tracebacks_and_warnings_lose_kit_and_hidden_lines():
+    nb = traceback_notebook()
+    nb.cells[1].outputs.insert(0, v4.new_output("stream", name="stdout", text=(
+        'Traceback (most recent call last):\n  File "/tmp/ipykernel_7/1.py", line 3, in <module>\n'
+        '    hidden.grade("net_model", globals(), points=12)\n  File "/srv/coursekit/collect.py", line 88, in record\n'
+        '    secret()\nValueError: bad\n/srv/coursekit/collect.py:12: UserWarning: careful\n  warn_secretly()\n'
+        '/home/me/mine.py:3: UserWarning: mine\n  my_own_line()\n')))
+    nb, _ = feedback.CutHiddenTraceback().preprocess(nb, {})
+    text = nb.cells[1].outputs[0].text
+    for hidden in ("hidden.grade", "collect.py\", line", "secret()", "warn_secretly"):
+        assert hidden not in text
+    for shown in ("ValueError: bad", "UserWarning: careful", "my_own_line()", feedback.HIDDEN_FRAMES_NOTE):
+        assert shown in text
+
+
 # ---- the whole loop with real nbgrader ----
 
 ROSTER = ("username,first_name,last_name,email\nanna,Anna,A,a@x.org\nbob,Bob,B,b@x.org\ncarl,Carl,C,c@x.org\n"
