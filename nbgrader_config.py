@@ -55,9 +55,17 @@ c.Autograde.autograde_preprocessors = [
     "nbgrader.preprocessors.CheckCellMetadata",
 ]
 
-# Feedback goes to students: the hidden tests' source never does.
+# Feedback goes to students: the hidden tests' source never does. CutHiddenTraceback
+# (coursekit.feedback) cuts tracebacks to the student's and the release's lines and
+# must run before ClearHiddenTests; MarkWaitingForTA shows "waiting for a TA" instead
+# of 0 points for answers no TA has graded yet and must run after GetGrades.
 c.GenerateFeedback.preprocessors = [
     "nbgrader.preprocessors.GetGrades",
+    "coursekit.feedback.CutHiddenTraceback",
     "nbgrader.preprocessors.ClearHiddenTests",
+    "coursekit.feedback.MarkWaitingForTA",
     "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
 ]
+
+# OLAT bulk assessment (results/olat/): points needed for `passed` = yes.
+c.OlatExport.pass_mark = 50

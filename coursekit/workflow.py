@@ -8,6 +8,7 @@ findings, and write grades.csv and report.html.
 """
 from __future__ import annotations
 
+import filecmp
 import hashlib
 import json
 import shutil
@@ -22,7 +23,7 @@ from nbgrader.api import Gradebook, MissingEntry
 from sqlalchemy.exc import SAWarning
 from traitlets.config.loader import PyFileConfigLoader
 
-from . import exporting, fork_server, importing, integrity, reporting, sandbox
+from . import exporting, feedback, fork_server, importing, integrity, olat_export, reporting, sandbox
 from .errors import CourseKitError
 from .grading import (autograde_shards, ensure_tools_on_path, nbgrader_in_fork, prepare_course, read_scores,
                       submission_path)
@@ -40,6 +41,8 @@ class RunSummary:
     missing: tuple[str, ...]
     output_folder: Path
     seconds: float
+    olat: olat_export.OlatExportResult | None = None
+    feedback_refreshed: tuple[str, ...] = ()  # teams whose feedback this run (re)made
 
     def lines(self) -> list[str]:
         counts = exporting.summary_counts(results=list(self.results))
@@ -53,6 +56,8 @@ class RunSummary:
             f"feedback:  {self.output_folder / 'feedback'}",
             f"integrity: {self.output_folder / 'integrity.html'}",
             f"report:    {self.output_folder / 'report.html'}",
+            *([f"OLAT:      {self.olat.bulk_assessment.parent} ({len(self.olat.rows)} students; "
+               f"{len(self.olat.left_out)} left out, see {self.olat.left_out_file.name})"] if self.olat else []),
         ]
 
 
@@ -239,9 +244,17 @@ def grade_download(*, download: Path, course_root: Path, output_folder: Path, wo
         state_file.write_text(json.dumps(state, indent=1, sort_keys=True))
 
     results = collect_results(course_root=course_root, imported=imported, database=database)
+    # After the merge: TA scores and comments live only in the course's gradebook.
+    refreshed = feedback.refresh_feedback(course_root=course_root, database=database, teams=teams,
+                                          state_folder=course_root / STATE_FOLDER, made_by_autograding=changed,
+                                          workers=max(1, workers))
     write_outputs(course_root=course_root, output_folder=output_folder, results=results, imported=imported)
+    olat = olat_export.export_for_olat(
+        results=results, roster=imported.roster, waiting=feedback.waiting_for_ta(database=database, teams=teams),
+        feedback_folder=output_folder / "feedback", output_folder=output_folder / olat_export.OLAT_FOLDER,
+        pass_mark=olat_export.pass_mark(config=config))
     return RunSummary(tuple(results), tuple(changed), imported.problems, imported.missing, output_folder,
-                      time.monotonic() - started)
+                      time.monotonic() - started, olat=olat, feedback_refreshed=refreshed)
 
 
 def collect_results(*, course_root: Path, imported: importing.ImportResult, database: str) -> list[TeamResult]:
@@ -267,15 +280,29 @@ def write_outputs(*, course_root: Path, output_folder: Path, results: list[TeamR
                   imported: importing.ImportResult) -> None:
     output_folder.mkdir(parents=True, exist_ok=True)
     exporting.write_grades_csv(results=results, roster=imported.roster, path=output_folder / "grades.csv")
-    feedback_folder = output_folder / "feedback"
-    shutil.rmtree(feedback_folder, ignore_errors=True)
-    feedback_folder.mkdir()
-    for result in results:
-        html = course_root / "feedback" / result.team_id / ASSIGNMENT_ID / f"{NOTEBOOK_NAME}.html"
-        if html.exists():
-            shutil.copyfile(html, feedback_folder / f"{result.team_id}.html")
+    copy_feedback(course_root=course_root, feedback_folder=output_folder / "feedback", results=results)
     findings = {result.team_id: result.findings for result in results}
     (output_folder / "integrity.txt").write_text(integrity.format_report(findings_by_team=findings), encoding="utf-8")
     (output_folder / "integrity.html").write_text(integrity.report_html(findings_by_team=findings), encoding="utf-8")
     reporting.write_report(results=results, problems=imported.problems, missing=imported.missing,
                            output_folder=output_folder)
+
+
+def copy_feedback(*, course_root: Path, feedback_folder: Path, results: list[TeamResult]) -> None:
+    """feedback/<team>.html for every team; a file whose content did not change is left as it is."""
+    feedback_folder.mkdir(parents=True, exist_ok=True)
+    wanted = set()
+    for result in results:
+        html = feedback.feedback_html(course_root, result.team_id)
+        destination = feedback_folder / f"{result.team_id}.html"
+        if html.exists():
+            wanted.add(destination.name)
+            if not destination.exists() or not filecmp.cmp(html, destination, shallow=False):
+                shutil.copyfile(html, destination)
+    for stale in feedback_folder.iterdir():
+        if stale.name in wanted:
+            continue
+        if stale.is_dir():
+            shutil.rmtree(stale)
+        else:
+            stale.unlink()
