@@ -3,9 +3,10 @@
 `results/olat/bulk_assessment.csv` holds one line per student (user name,
 score, passed, comment) to paste into the wizard's "assessment data" step;
 `results/olat/return_files.zip` holds one folder per user name with that
-student's team feedback, for its "return files" upload. Only final grades go
-there: a student whose team's grading failed, whose answers still wait for a
-TA, or who is in two teams is left out, with the reason, in `left_out.csv`.
+student's team feedback, for its "return files" upload. Every student of a
+graded team gets a line; while answers still wait for a TA, the comment says
+the score is not final yet. A student whose team's grading failed, who is in
+two teams or not in the roster is left out, with the reason, in `left_out.csv`.
 
 OpenOLAT splits each pasted line at the delimiter without any quoting, so no
 value may contain a comma; the score uses a decimal point for the same reason.
@@ -110,12 +111,13 @@ def format_score(points: float) -> str:
     return text + "0" if text.endswith(".") else text
 
 
-def summary_comment(result: TeamResult) -> str:
+def summary_comment(result: TeamResult, *, waiting: int = 0) -> str:
     autograded = sum(cell.score for cell in result.cells if is_autograded(cell))
     manual = sum(cell.score for cell in result.cells if not is_autograded(cell))
+    pending = f" Not final: {waiting} answers still wait for a TA." if waiting else ""
     return one_line(
         f"{NOTEBOOK_NAME}: {format_points(result.total)} of {format_points(result.max_total)} points "
-        f"(autograded {format_points(autograded)} + TA-graded {format_points(manual)}). "
+        f"(autograded {format_points(autograded)} + TA-graded {format_points(manual)}).{pending} "
         f"Feedback: {FEEDBACK_FILE_NAME} in your returned files."
     )
 
@@ -136,20 +138,19 @@ def bulk_assessment(*, results: list[TeamResult], roster: tuple[RosterEntry, ...
         feedback = feedback_folder / f"{result.team_id}.html"
         for member in result.members:
             reason = left_out_reason(result=result, member=member, teams=teams_of[member], known=known,
-                                     waiting=waiting.get(result.team_id, 0), feedback=feedback)
+                                     feedback=feedback)
             if reason:
                 left_out.append(LeftOut(username=member, team=result.team_id, reason=reason))
                 continue
             rows.append(BulkAssessmentRow(
                 username=member, team=result.team_id, score=result.total, passed=result.total >= pass_mark,
-                comment=summary_comment(result), feedback=feedback,
+                comment=summary_comment(result, waiting=waiting.get(result.team_id, 0)), feedback=feedback,
             ))
     return (tuple(sorted(rows, key=lambda row: row.username)),
             tuple(sorted(left_out, key=lambda entry: (entry.username, entry.team))))
 
 
-def left_out_reason(*, result: TeamResult, member: str, teams: list[str], known: set[str], waiting: int,
-                    feedback: Path) -> str:
+def left_out_reason(*, result: TeamResult, member: str, teams: list[str], known: set[str], feedback: Path) -> str:
     if len(teams) > 1:
         return f"in {len(teams)} teams ({', '.join(sorted(teams))}): decide which submission counts"
     if known and member not in known:
@@ -158,8 +159,6 @@ def left_out_reason(*, result: TeamResult, member: str, teams: list[str], known:
         return "the user name cannot be a folder name in the return files"
     if result.status != GradingStatus.GRADED:
         return f"grading {result.status}" + (f": {result.reason}" if result.reason else "")
-    if waiting:
-        return f"{waiting} answers still wait for a TA"
     if not feedback.exists():
         return "no feedback file"
     return ""
