@@ -53,6 +53,9 @@ c.Autograde.autograde_preprocessors = [
     "nbgrader.preprocessors.SaveAutoGrades",
     "nbgrader.preprocessors.AssignLatePenalties",
     "nbgrader.preprocessors.CheckCellMetadata",
+    # Last: scores are decided on what the student's code really printed, and the
+    # notebook written to autograded/ (which the formgrader shows TAs) holds no live HTML.
+    "coursekit.preprocessors.SanitizeStudentContent",
 ]
 
 # Feedback goes to students: the hidden tests' source never does.
@@ -60,4 +63,6 @@ c.GenerateFeedback.preprocessors = [
     "nbgrader.preprocessors.GetGrades",
     "nbgrader.preprocessors.ClearHiddenTests",
     "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
+    # Again, for notebooks autograded before the sanitizer was configured.
+    "coursekit.preprocessors.SanitizeStudentContent",
 ]
