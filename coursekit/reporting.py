@@ -1,8 +1,9 @@
 """report.html: how the class did, and what a TA still has to look at.
 
 One standalone file, so it can be mailed or put on a share as is: the plots are
-embedded PNGs, the style is inline and there is no JavaScript. Team ids, reasons,
-file names and code come from students' uploads and are always escaped.
+embedded PNGs, the style is inline and there is no JavaScript. The page comes
+from templates/report.html.j2 with autoescaping: team ids, reasons, file names
+and code come from students' uploads.
 """
 from __future__ import annotations
 
@@ -10,13 +11,13 @@ import base64
 import io
 import statistics
 from collections.abc import Callable
-from html import escape
 from pathlib import Path
 
 from .errors import CourseKitError
 from .exporting import NO_SUBMISSION, TEST_SUFFIX, format_points, is_autograded, summary_counts
 from .importing import ImportProblem
 from .records import TASK_CELLS, TeamResult
+from .templating import render
 
 REPORT_NAME = "report.html"
 MOST_OFTEN_WRONG = 8
@@ -41,29 +42,25 @@ def write_report(
     flagged = [result for result in results if result.findings]
     # Anchors are numbered rather than made from team ids, which come from file names.
     anchors = {result.team_id: f"integrity-{number}" for number, result in enumerate(flagged, start=1)}
-    parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en">',
-        f'<head><meta charset="utf-8"><title>Exercise 2: grading report</title><style>{STYLE}</style></head>',
-        "<body>",
-        "<h1>Exercise 2: grading report</h1>",
-        _headline(results, graded, missing),
-        *_plots(results, graded),
-        _needs_attention(results, problems, missing, anchors),
-        _integrity(flagged, anchors),
-        "</body>",
-        "</html>",
-    ]
+    page = render(
+        "report.html.j2",
+        style=STYLE,
+        summary=_summary(results, graded, missing),
+        plots=_plots(results, graded),
+        attention=_needs_attention(results, problems, missing, anchors),
+        flagged=[{"team_id": result.team_id, "anchor": anchors[result.team_id], "findings": result.findings}
+                 for result in flagged],
+    )
     path = output_folder / REPORT_NAME
     try:
         output_folder.mkdir(parents=True, exist_ok=True)
-        path.write_text("\n".join(parts) + "\n", encoding="utf-8")
+        path.write_text(page, encoding="utf-8")
     except OSError as error:
         raise CourseKitError(f"cannot write {path} ({error.strerror or error}); choose another output folder.") from None
     return path
 
 
-def _headline(results: list[TeamResult], graded: list[TeamResult], missing: tuple[str, ...]) -> str:
+def _summary(results: list[TeamResult], graded: list[TeamResult], missing: tuple[str, ...]) -> list[tuple[str, str]]:
     counts = summary_counts(results=results)
     students = {member for result in results for member in result.members}
     rows = [
@@ -81,44 +78,27 @@ def _headline(results: list[TeamResult], graded: list[TeamResult], missing: tupl
             ("Mean total of graded teams", format_points(statistics.mean(totals)) + out_of),
             ("Median total of graded teams", format_points(statistics.median(totals)) + out_of),
         ]
-    table = "".join(f'<tr><th>{escape(label)}</th><td class="number">{escape(value)}</td></tr>' for label, value in rows)
-    return f"<h2>Summary</h2><table>{table}</table>"
+    return rows
 
 
-def _plots(results: list[TeamResult], graded: list[TeamResult]) -> list[str]:
+def _plots(results: list[TeamResult], graded: list[TeamResult]) -> dict | None:
     if not graded:
-        return ["<h2>Scores</h2><p>There were no graded teams, so there are no score plots.</p>"]
+        return None
     max_total = _assignment_max(results)
     task_means = _task_means(results, graded)
     wrong = _most_often_wrong(graded)
-    parts = [
-        "<h2>Score distribution</h2>",
-        f"<p>Totals of the {len(graded)} graded teams, out of {escape(format_points(max_total))} points.</p>",
-        _image(lambda axes: _draw_histogram(axes, [result.total for result in graded], max_total),
-               alt="Histogram of the graded teams' totals"),
-        "<h2>Mean score per task</h2>",
-        "<p>Mean points of the graded teams as a share of the task's points.</p>",
-        _image(lambda axes: _draw_task_shares(axes, {task: share for task, (_, _, share) in task_means.items()}),
-               alt="Bar chart of the mean score per task"),
-        "<table><tr><th>Task</th><th>Mean points</th><th>Out of</th><th>Share</th></tr>",
-        *(f'<tr><td>{escape(task)}</td><td class="number">{format_points(mean)}</td>'
-          f'<td class="number">{format_points(task_max)}</td><td class="number">{share:.0%}</td></tr>'
-          for task, (mean, task_max, share) in task_means.items()),
-        "</table>",
-        "<h2>Answers most often wrong</h2>",
-    ]
-    if not wrong:
-        parts.append("<p>Every graded team got full marks on every autograded test.</p>")
-        return parts
-    parts += [
-        f"<p>Autograded tests, by the share of graded teams without full marks (top {MOST_OFTEN_WRONG}).</p>",
-        _image(lambda axes: _draw_most_often_wrong(axes, wrong), alt="Bar chart of the tests most often failed"),
-        "<table><tr><th>Test</th><th>Teams without full marks</th><th>Share</th></tr>",
-        *(f'<tr><td>{escape(_display_name(cell_id))}</td><td class="number">{failed} of {teams}</td>'
-          f'<td class="number">{failed / teams:.0%}</td></tr>' for cell_id, failed, teams in wrong),
-        "</table>",
-    ]
-    return parts
+    return {
+        "graded_teams": len(graded),
+        "max_total": format_points(max_total),
+        "histogram": _image(lambda axes: _draw_histogram(axes, [result.total for result in graded], max_total)),
+        "task_shares": _image(lambda axes: _draw_task_shares(
+            axes, {task: share for task, (_, _, share) in task_means.items()})),
+        "tasks": [{"name": task, "mean": format_points(mean), "out_of": format_points(task_max), "share": f"{share:.0%}"}
+                  for task, (mean, task_max, share) in task_means.items()],
+        "wrong": [{"name": _display_name(cell_id), "failed": failed, "teams": teams, "share": f"{failed / teams:.0%}"}
+                  for cell_id, failed, teams in wrong],
+        "wrong_chart": _image(lambda axes: _draw_most_often_wrong(axes, wrong)) if wrong else "",
+    }
 
 
 def _assignment_max(results: list[TeamResult]) -> float:
@@ -161,8 +141,8 @@ def _display_name(cell_id: str) -> str:
     return cell_id.removesuffix(TEST_SUFFIX)
 
 
-def _image(draw: Callable, *, alt: str) -> str:
-    """A plot as an embedded PNG, so the page needs no other files."""
+def _image(draw: Callable) -> str:
+    """A plot as a PNG data URL, so the page needs no other files."""
     # The Figure API, not pyplot: no global figure list to leak, and no GUI backend is ever chosen.
     from matplotlib.figure import Figure
 
@@ -170,8 +150,7 @@ def _image(draw: Callable, *, alt: str) -> str:
     draw(figure.add_subplot())
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
-    encoded = base64.b64encode(buffer.getvalue()).decode("ascii")
-    return f'<img src="data:image/png;base64,{encoded}" alt="{escape(alt)}">'
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def _draw_histogram(axes, totals: list[float], max_total: float) -> None:
@@ -208,47 +187,23 @@ def _draw_most_often_wrong(axes, wrong: list[tuple[str, int, int]]) -> None:
 
 def _needs_attention(
     results: list[TeamResult], problems: tuple[ImportProblem, ...], missing: tuple[str, ...], anchors: dict[str, str]
-) -> str:
+) -> list[dict[str, str]]:
     rows = []
     for result in results:
         if result.status != "graded":
-            rows.append(_row(result.team_id, result.status, escape(result.reason)))
+            rows.append(_row(result.team_id, result.status, result.reason))
     for result in results:
         if result.findings:
             categories = ", ".join(sorted({finding.category for finding in result.findings}))
             count = len(result.findings)
-            details = (f"{count} finding{'s' if count != 1 else ''}: {escape(categories)}; "
-                       f'<a href="#{anchors[result.team_id]}">see the integrity section</a>')
-            rows.append(_row(result.team_id, "integrity findings", details))
+            rows.append(_row(result.team_id, "integrity findings",
+                             f"{count} finding{'s' if count != 1 else ''}: {categories}", anchor=anchors[result.team_id]))
     for problem in problems:
-        rows.append(_row(problem.origin, problem.kind, escape(problem.message)))
+        rows.append(_row(problem.origin, problem.kind, problem.message))
     for username in missing:
         rows.append(_row(username, NO_SUBMISSION, "in the roster, but no notebook was found for this student"))
-    if not rows:
-        return "<h2>Needs attention</h2><p>Nothing needs attention.</p>"
-    header = "<tr><th>Team, file or student</th><th>Issue</th><th>Details</th></tr>"
-    return f"<h2>Needs attention</h2><table>{header}{''.join(rows)}</table>"
+    return rows
 
 
-def _row(who: str, issue: str, details_html: str) -> str:
-    return f"<tr><td>{escape(who)}</td><td>{escape(issue)}</td><td>{details_html}</td></tr>"
-
-
-def _integrity(flagged: list[TeamResult], anchors: dict[str, str]) -> str:
-    parts = [
-        "<h2>Integrity</h2>",
-        "<p>A static scan of the code students wrote: a finding is a reason to read the cell, "
-        "not proof of cheating, and it never changes a grade.</p>",
-    ]
-    if not flagged:
-        parts.append("<p>No team has integrity findings.</p>")
-    for result in flagged:
-        parts += [
-            f'<h3 id="{anchors[result.team_id]}">{escape(result.team_id)}</h3>',
-            "<table><tr><th>Category</th><th>Cell</th><th>Line</th><th>Code</th><th>Why a TA should look</th></tr>",
-            *(f"<tr><td>{escape(finding.category)}</td><td>{escape(finding.cell)}</td>"
-              f'<td class="number">{escape(str(finding.line or ""))}</td><td><code>{escape(finding.code)}</code></td>'
-              f"<td>{escape(finding.explanation)}</td></tr>" for finding in result.findings),
-            "</table>",
-        ]
-    return "\n".join(parts)
+def _row(who: str, issue: str, details: str, *, anchor: str = "") -> dict[str, str]:
+    return {"who": who, "issue": issue, "details": details, "anchor": anchor}

@@ -114,7 +114,7 @@ def test_integrity_links_lead_to_the_teams_section(page):
 def test_student_text_is_escaped(page):
     assert "<script" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt; the kernel died" in page   # reason
-    assert "&lt;script&gt;alert(&#x27;code&#x27;)&lt;/script&gt;" in page    # finding's code
+    assert "&lt;script&gt;alert(&#39;code&#39;)&lt;/script&gt;" in page    # finding's code
     assert "<img src=x" not in page
     assert "&lt;img src=x onerror=alert(1)&gt;" in page                      # problem's origin
 
