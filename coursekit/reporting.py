@@ -170,12 +170,16 @@ def _team_row(result: TeamResult, team: TeamPoints) -> dict[str, str]:
         return {"team": result.team_id, "members": ", ".join(result.members), "autograded": "–", "manual": "–",
                 "total": "–", "status": describe_status(result), "progress": "–"}
     pending = team.manual_answers - team.manual_graded
-    manual = f"{format_points(team.manual)} of {format_points(team.manual_graded_max)}"
+    if not team.manual_graded:
+        manual = f"{pending} pending" if pending else "–"
+    else:
+        manual = f"{format_points(team.manual)} of {format_points(team.manual_graded_max)}" + (
+            f" ({pending} pending)" if pending else "")
     return {
         "team": result.team_id,
         "members": ", ".join(result.members),
         "autograded": f"{format_points(team.autograded)} of {format_points(team.autograded_max)}",
-        "manual": manual + (f" ({pending} pending)" if pending else ""),
+        "manual": manual,
         "total": f"{format_points(team.graded)} of {format_points(team.graded_max)}"
                  + ("" if team.fully_graded else " graded so far"),
         "status": describe_status(result),

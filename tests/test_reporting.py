@@ -143,12 +143,12 @@ def test_needs_attention_lists_stopped_blank_and_import_problems_worst_first(pag
 
 def test_team_table_has_points_status_and_ta_progress(page):
     assert rows(page, "teams") == [
-        ["anna_ben", "anna, ben", "43 of 56", "0 of 0 (15 pending)", "43 of 56 graded so far", "graded", "0 of 15"],
+        ["anna_ben", "anna, ben", "43 of 56", "15 pending", "43 of 56 graded so far", "graded", "0 of 15"],
         ["carla", "carla", "51 of 56", "38.8 of 44", "89.8 of 100", "graded", "15 of 15"],
         ["dora_emil", "dora, emil", "–", "–", "–", "kernel crashed", "–"],
-        ["gus", "gus", "24 of 56", "0 of 0 (15 pending)", "24 of 56 graded so far",
+        ["gus", "gus", "24 of 56", "15 pending", "24 of 56 graded so far",
          "timed out: partly graded, the points earned before it stopped count", "0 of 15"],
-        ["hugo", "hugo", "0 of 56", "0 of 0 (15 pending)", "0 of 56 graded so far", "graded", "0 of 15"],
+        ["hugo", "hugo", "0 of 56", "15 pending", "0 of 56 graded so far", "graded", "0 of 15"],
         ["zoe", "zoe", "39 of 56", "7 of 10 (12 pending)", "46 of 66 graded so far", "graded", "3 of 15"],
     ]
 
