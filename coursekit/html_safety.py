@@ -18,9 +18,9 @@ import nh3
 # vbscript:, data: except images, file:) is dropped.
 LINK_SCHEMES = frozenset({"http", "https", "mailto"})
 IMAGE_DATA_URL = re.compile(r"data:image/(?:png|jpeg|gif);base64,[A-Za-z0-9+/=\s]*\Z", re.IGNORECASE)
-# The allowlist: nh3's defaults (text formatting, lists, tables, links, images)
-# minus nothing, since they carry no script; no class, id or style attributes, so
-# student content can neither restyle the page nor clobber names the page's scripts use.
+# nh3's default tags (text formatting, lists, tables, links, images: none can run
+# script), and no class, id or style attributes, so student content can neither
+# restyle the page nor clobber names the page's own scripts use.
 HTML_TAGS = frozenset(nh3.ALLOWED_TAGS)
 HTML_ATTRIBUTES = {tag: set(names) for tag, names in nh3.ALLOWED_ATTRIBUTES.items()} | {"*": {"title", "lang"}}
 # Enough SVG for plots (matplotlib, seaborn): shapes, paths, text, gradients and
@@ -51,6 +51,11 @@ TABLE_ALIGNMENT = re.compile(r"text-align:\s*(?:left|right|center);?")
 PLAIN_TEXT_NOTE = "*(coursekit: this answer contained a link or markup that could run code; it is shown as plain text.)*"
 
 
+def _valid_text(text: str) -> str:
+    """The text without lone surrogates (JSON allows them, nh3 cannot take them), each replaced by '?'."""
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
 def _keep_safe_urls(tag: str, attribute: str, value: str) -> str | None:
     """nh3 attribute filter: data: URLs only as raster images, other URLs only with a safe scheme."""
     if attribute in ("href", "xlink:href") and tag in ("use", "image"):
@@ -66,7 +71,7 @@ def _keep_safe_urls(tag: str, attribute: str, value: str) -> str | None:
 def clean_html(fragment: str) -> str:
     """An HTML fragment (an output's text/html) without anything that can run or restyle the page."""
     return nh3.clean(
-        fragment, tags=set(HTML_TAGS), attributes=HTML_ATTRIBUTES, url_schemes=set(LINK_SCHEMES) | {"data"},
+        _valid_text(fragment), tags=set(HTML_TAGS), attributes=HTML_ATTRIBUTES, url_schemes=set(LINK_SCHEMES) | {"data"},
         attribute_filter=_keep_safe_urls, strip_comments=True, link_rel="noopener noreferrer nofollow",
     )
 
@@ -74,7 +79,7 @@ def clean_html(fragment: str) -> str:
 def clean_svg(drawing: str) -> str:
     """An SVG image with shapes and text only: no script, event handlers, style or outside references."""
     return nh3.clean(
-        drawing, tags=set(SVG_TAGS), attributes=SVG_ATTRIBUTES, url_schemes=set(LINK_SCHEMES),
+        _valid_text(drawing), tags=set(SVG_TAGS), attributes=SVG_ATTRIBUTES, url_schemes=set(LINK_SCHEMES),
         attribute_filter=_keep_safe_urls, strip_comments=True, link_rel=None,
     )
 
@@ -87,6 +92,7 @@ def clean_markdown(source: str) -> str:
     which is safe because neither character can start a tag. A `<` stays escaped
     unless what follows it cannot start markup.
     """
+    source = _valid_text(source)
     protected = GLUED_LESS_THAN.sub("&lt;", source)
     cleaned = clean_html(protected).replace("&gt;", ">").replace("&amp;", "&")
     cleaned = NOT_MARKUP_LESS_THAN.sub("<", cleaned)

@@ -39,6 +39,7 @@ RASTER_IMAGE_TYPES = frozenset({"image/png", "image/jpeg"})
 BASE64 = re.compile(r"[A-Za-z0-9+/=\s]*\Z")
 PASSED_THROUGH_TYPES = frozenset({"text/plain", "text/latex", "application/json"})  # always escaped when shown
 SANITIZED_TYPES = {"text/html": clean_html, "image/svg+xml": clean_svg, "text/markdown": clean_markdown}
+UNSHOWABLE_ANSWER = "*(coursekit: this answer could not be made safe to show; read it in the submitted notebook.)*"
 DISPLAY_OUTPUTS = frozenset({"display_data", "execute_result"})
 TEXT_OUTPUTS = frozenset({"stream", "error"})  # always escaped when shown
 
@@ -63,7 +64,10 @@ class SanitizeStudentContent(NbGraderPreprocessor):
             cell.outputs = [safe for output in cell.get("outputs", []) if (safe := safe_output(output)) is not None]
         elif not is_locked(cell):
             if cell.cell_type == "markdown":
-                cell.source = clean_markdown(cell.source)
+                try:
+                    cell.source = clean_markdown(cell.source)
+                except Exception:  # noqa: BLE001 - never stop grading; show nothing rather than something unsafe
+                    cell.source = UNSHOWABLE_ANSWER
                 if "attachments" in cell:
                     cell.attachments = {name: images for name, bundle in cell.attachments.items()
                                         if (images := safe_images(bundle))}
@@ -92,7 +96,10 @@ def safe_output(output: NotebookNode) -> NotebookNode | None:
         if mime_type in PASSED_THROUGH_TYPES:
             data[mime_type] = text
         elif mime_type in SANITIZED_TYPES:
-            data[mime_type] = SANITIZED_TYPES[mime_type](text)
+            try:
+                data[mime_type] = SANITIZED_TYPES[mime_type](text)
+            except Exception:  # noqa: BLE001 - what cannot be sanitized is not shown; grading goes on
+                continue
         elif mime_type in RASTER_IMAGE_TYPES and BASE64.match(text):
             data[mime_type] = text
     if not data:

@@ -108,3 +108,8 @@ def test_preprocessor_leaves_locked_cells_and_scores_alone(release):
     assert code.outputs[1].data["text/html"] == "<b>shown</b>"
     assert "widgets" not in cleaned.metadata
     assert [cell.source for cell in cleaned.cells if cell.metadata.get("nbgrader", {}).get("locked")] == locked_before
+
+
+def test_text_json_allows_but_nh3_cannot_take_is_replaced_not_fatal():
+    assert clean_markdown("a\ud800b <script>x</script>") == "a?b "
+    assert safe_output(display({"text/html": "<b>\ud800</b>"})).data["text/html"] == "<b>?</b>"
