@@ -7,8 +7,9 @@ feedback page and its formgrader page, served by a real Jupyter server, are
 opened in headless Chromium. Every payload would set the page title and
 request a URL the browser watches; none may.
 
-The same payloads, rendered without the sanitizer, do fire: that shows the
-watching works.
+The same payloads, rendered without the sanitizer (stock nbconvert, and the
+formgrader showing an unsanitized autograded notebook), do fire: that shows
+the watching works.
 """
 from __future__ import annotations
 
@@ -279,3 +280,20 @@ def test_formgrader_page_runs_nothing_from_the_student(graded_course, formgrader
         assert_nothing_ran(visit)
     finally:
         visit.close()
+
+
+def test_the_watch_sees_payloads_in_an_unsanitized_formgrader_page(graded_course, formgrader, browser, release):
+    """Control: the formgrader shows what autograded/ holds; without the sanitizer, payloads run there."""
+    base, token = formgrader
+    autograded = graded_course / "autograded" / STUDENT / ASSIGNMENT_ID / f"{NOTEBOOK_NAME}.ipynb"
+    sanitized = autograded.read_bytes()
+    write_notebook(hostile_submission(release), autograded)
+    with Gradebook(f"sqlite:///{graded_course / 'gradebook.db'}") as gradebook:
+        submission_id = gradebook.find_submission_notebook(NOTEBOOK_NAME, ASSIGNMENT_ID, STUDENT).id
+    visit = Visit(browser, f"{base}/formgrader/submissions/{submission_id}/?index=0&token={token}")
+    try:
+        assert MARKER in visit.page.title()
+        assert {"markdown-img", "html-img", "javascript-output", "mermaid"} <= set(visit.hits), visit.hits
+    finally:
+        visit.close()
+        autograded.write_bytes(sanitized)
