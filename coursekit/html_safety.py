@@ -39,12 +39,11 @@ SVG_ATTRIBUTES = {"*": {
     "patternUnits", "markerWidth", "markerHeight", "refX", "refY", "orient", "preserveAspectRatio",
     "version", "xmlns", "xmlns:xlink", "href", "xlink:href",
 }}
-# A `<` the HTML tokenizer or a markdown parser reads as the start of a tag, comment,
-# autolink or declaration; any other `<` is plain text.
-MARKUP_START = re.compile(r"[A-Za-z/!?]")
 # `x<y`, `$a<b$`: a `<` glued to the text before it is almost always a comparison. Escaping
 # it keeps the text (nh3 would take `<y ...>` for a tag and drop it), and escaping is always safe.
 GLUED_LESS_THAN = re.compile(r"(?<=[\w$`)\]])<(?=[A-Za-z])")
+# Only a `<` before a letter, `/`, `!` or `?` starts a tag, comment, autolink or declaration,
+# for the browser's HTML tokenizer and for markdown parsers alike; any other `<` is plain text.
 NOT_MARKUP_LESS_THAN = re.compile(r"&lt;(?![A-Za-z/!?])")
 # The only style the markdown renderer writes itself: a table column's alignment.
 TABLE_ALIGNMENT = re.compile(r"text-align:\s*(?:left|right|center);?")
@@ -57,7 +56,7 @@ def _valid_text(text: str) -> str:
 
 
 def _keep_safe_urls(tag: str, attribute: str, value: str) -> str | None:
-    """nh3 attribute filter: data: URLs only as raster images, other URLs only with a safe scheme."""
+    """nh3 attribute filter: data: URLs only as raster images of <img>; nh3 itself checks other schemes."""
     if attribute in ("href", "xlink:href") and tag in ("use", "image"):
         # SVG references stay inside the drawing.
         return value if value.startswith("#") else None
@@ -71,8 +70,9 @@ def _keep_safe_urls(tag: str, attribute: str, value: str) -> str | None:
 def clean_html(fragment: str) -> str:
     """An HTML fragment (an output's text/html) without anything that can run or restyle the page."""
     return nh3.clean(
-        _valid_text(fragment), tags=set(HTML_TAGS), attributes=HTML_ATTRIBUTES, url_schemes=set(LINK_SCHEMES) | {"data"},
-        attribute_filter=_keep_safe_urls, strip_comments=True, link_rel="noopener noreferrer nofollow",
+        _valid_text(fragment), tags=set(HTML_TAGS), attributes=HTML_ATTRIBUTES,
+        url_schemes=set(LINK_SCHEMES) | {"data"}, attribute_filter=_keep_safe_urls, strip_comments=True,
+        link_rel="noopener noreferrer nofollow",
     )
 
 
