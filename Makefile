@@ -12,6 +12,9 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	@command -v bwrap >/dev/null 2>&1 || { test "$$(id -u)" = 0 && apt-get update -qq && apt-get install -y -qq bubblewrap >/dev/null; } \
 		|| echo "warning: bubblewrap (bwrap) is missing; grading needs it: apt-get install bubblewrap"
+	@{ test -x /usr/bin/chromium && command -v psql >/dev/null 2>&1; } \
+		|| { test "$$(id -u)" = 0 && apt-get update -qq && apt-get install -y -qq chromium postgresql >/dev/null; } \
+		|| echo "warning: chromium or postgresql is missing; their tests are skipped: apt-get install chromium postgresql"
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e ".[test]"

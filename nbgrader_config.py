@@ -41,7 +41,8 @@ c.Autograde.sanitize_preprocessors = [
 ]
 
 # Autograding. SandboxedExecute (coursekit.execution) runs the kernel in a
-# sandbox (coursekit.sandbox) and keeps only scores each test cell proves it computed.
+# sandbox (coursekit.sandbox); the kernel only records answers as data, and
+# SandboxedExecute writes the judge's verdict (coursekit.checks) into each test cell.
 # MoveTestStderrToStdout must run before SaveAutoGrades, which reads the
 # outputs to decide the points.
 c.Autograde.autograde_preprocessors = [
@@ -53,6 +54,9 @@ c.Autograde.autograde_preprocessors = [
     "nbgrader.preprocessors.SaveAutoGrades",
     "nbgrader.preprocessors.AssignLatePenalties",
     "nbgrader.preprocessors.CheckCellMetadata",
+    # Last: scores are decided on what the student's code really printed, and the
+    # notebook written to autograded/ (which the formgrader shows TAs) holds no live HTML.
+    "coursekit.preprocessors.SanitizeStudentContent",
 ]
 
 # Feedback goes to students: the hidden tests' source never does. CutHiddenTraceback
@@ -65,6 +69,8 @@ c.GenerateFeedback.preprocessors = [
     "nbgrader.preprocessors.ClearHiddenTests",
     "coursekit.feedback.MarkWaitingForTA",
     "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
+    # Again, for notebooks autograded before the sanitizer was configured.
+    "coursekit.preprocessors.SanitizeStudentContent",
 ]
 
 # OLAT bulk assessment (results/olat/): points needed for `passed` = yes.

@@ -132,7 +132,9 @@ def read_scores(
                     grade_id=grade.name,
                     score=float(grade.score or 0.0),
                     max_score=float(grade.max_score),
-                    needs_manual_grade=bool(grade.needs_manual_grade) or grade.cell_type == "markdown",
+                    # Free text waits for a TA until a TA has scored it (manual_score), even a blank answer.
+                    needs_manual_grade=grade.manual_score is None and (
+                        bool(grade.needs_manual_grade) or grade.cell_type == "markdown"),
                 )
                 for grade in notebook.grades
             )

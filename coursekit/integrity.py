@@ -12,7 +12,6 @@ is the student's own); a cell that does not parse is scanned line by line.
 from __future__ import annotations
 
 import ast
-import html
 import re
 import warnings
 from dataclasses import dataclass
@@ -517,30 +516,9 @@ def format_report(*, findings_by_team: dict[str, tuple[Finding, ...]]) -> str:
 
 
 def report_html(*, findings_by_team: dict[str, tuple[Finding, ...]]) -> str:
-    """A standalone HTML page with a table per team; every piece of student text is escaped."""
+    """A standalone HTML page with a table per team, from an autoescaping template."""
+    from .templating import render
+
     flagged, clean = split_teams(findings_by_team)
-    escape = html.escape
-    parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en">',
-        '<head><meta charset="utf-8"><title>Integrity report</title>',
-        "<style>body{font-family:sans-serif;margin:2em;max-width:80em}"
-        "table{border-collapse:collapse;margin-bottom:2em}"
-        "th,td{border:1px solid #ccc;padding:.3em .6em;text-align:left;vertical-align:top}"
-        "code{white-space:pre-wrap}</style></head>",
-        "<body>",
-        "<h1>Integrity report</h1>",
-        f"<p>{escape(summary(findings_by_team))}</p>",
-    ]
-    for team in flagged:
-        parts += [f"<h2>{escape(team)}</h2>", "<table>",
-                  "<tr><th>Cell</th><th>Line</th><th>Category</th><th>Code</th><th>Why a TA should look</th></tr>"]
-        for finding in findings_by_team[team]:
-            parts.append(f"<tr><td>{escape(finding.cell)}</td><td>{finding.line or ''}</td>"
-                         f"<td>{escape(finding.category)}</td><td><code>{escape(finding.code)}</code></td>"
-                         f"<td>{escape(finding.explanation)}</td></tr>")
-        parts.append("</table>")
-    if clean:
-        parts.append(f"<h2>No findings ({len(clean)})</h2><p>{escape(', '.join(clean))}</p>")
-    parts += ["</body>", "</html>"]
-    return "\n".join(parts) + "\n"
+    return render("integrity.html.j2", summary=summary(findings_by_team),
+                  flagged=[(team, findings_by_team[team]) for team in flagged], clean=clean)

@@ -5,11 +5,15 @@ formgrader's buttons run them too. Each does one thing.
 """
 from __future__ import annotations
 
+import re
+
 from nbconvert.exporters.exporter import ResourcesDict
 from nbformat.notebooknode import NotebookNode
 
 from nbgrader import utils
 from nbgrader.preprocessors import NbGraderPreprocessor
+
+from .html_safety import clean_html, clean_markdown, clean_svg
 
 
 class MoveTestStderrToStdout(NbGraderPreprocessor):
@@ -26,3 +30,98 @@ class MoveTestStderrToStdout(NbGraderPreprocessor):
                 if output.get("output_type") == "stream" and output.get("name") == "stderr":
                     output["name"] = "stdout"
         return cell, resources
+
+
+# Output data a browser shows without running anything, and what each needs first.
+# Anything else is dropped: application/javascript, text/javascript, widget views,
+# Bokeh, Plotly and other application/vnd.* payloads, and types this list does not know.
+RASTER_IMAGE_TYPES = frozenset({"image/png", "image/jpeg"})
+BASE64 = re.compile(r"[A-Za-z0-9+/=\s]*\Z")
+PASSED_THROUGH_TYPES = frozenset({"text/plain", "text/latex", "application/json"})  # always escaped when shown
+SANITIZED_TYPES = {"text/html": clean_html, "image/svg+xml": clean_svg, "text/markdown": clean_markdown}
+UNSHOWABLE_ANSWER = "*(coursekit: this answer could not be made safe to show; read it in the submitted notebook.)*"
+DISPLAY_OUTPUTS = frozenset({"display_data", "execute_result"})
+TEXT_OUTPUTS = frozenset({"stream", "error"})  # always escaped when shown
+
+
+class SanitizeStudentContent(NbGraderPreprocessor):
+    """Make everything a student controls safe to show in a browser.
+
+    The formgrader shows the autograded notebook to TAs on the Jupyter server's
+    origin, with their session; feedback pages go to students. Student markdown
+    (answer and added cells) and every output a student's code produced are
+    sanitized, so no page built from the notebook runs what a student wrote.
+    Locked cells are the instructor's and stay as they are.
+    """
+
+    def preprocess(self, nb: NotebookNode, resources: ResourcesDict):
+        # Widget state makes nbconvert's pages load the widget manager's scripts.
+        nb.metadata.pop("widgets", None)
+        return super().preprocess(nb, resources)
+
+    def preprocess_cell(self, cell: NotebookNode, resources: ResourcesDict, index: int):
+        if cell.cell_type == "code":
+            cell.outputs = [safe for output in cell.get("outputs", []) if (safe := safe_output(output)) is not None]
+        elif not is_locked(cell):
+            if cell.cell_type == "markdown":
+                try:
+                    cell.source = clean_markdown(cell.source)
+                except Exception:  # noqa: BLE001 - never stop grading; show nothing rather than something unsafe
+                    cell.source = UNSHOWABLE_ANSWER
+                if "attachments" in cell:
+                    cell.attachments = {name: images for name, bundle in cell.attachments.items()
+                                        if (images := safe_images(bundle))}
+            elif cell.cell_type == "raw":
+                cell.source = clean_html(cell.source)
+        return cell, resources
+
+
+def is_locked(cell: NotebookNode) -> bool:
+    nbgrader = cell.get("metadata", {}).get("nbgrader")
+    return isinstance(nbgrader, dict) and nbgrader.get("locked") is True
+
+
+def safe_output(output: NotebookNode) -> NotebookNode | None:
+    """The output with only safe, sanitized data, or None when nothing of it is safe to show."""
+    output_type = output.get("output_type")
+    if output_type in TEXT_OUTPUTS:
+        return output
+    if output_type not in DISPLAY_OUTPUTS:
+        return None
+    data = {}
+    for mime_type, value in output.get("data", {}).items():
+        text = "".join(value) if isinstance(value, list) else value
+        if not isinstance(text, str):
+            continue  # application/json may be a dict; nothing shows it, so it goes too
+        if mime_type in PASSED_THROUGH_TYPES:
+            data[mime_type] = text
+        elif mime_type in SANITIZED_TYPES:
+            try:
+                data[mime_type] = SANITIZED_TYPES[mime_type](text)
+            except Exception:  # noqa: BLE001 - what cannot be sanitized is not shown; grading goes on
+                continue
+        elif mime_type in RASTER_IMAGE_TYPES and BASE64.match(text):
+            data[mime_type] = text
+    if not data:
+        return None
+    output.data = data
+    # nbconvert writes an image's width and height unquoted into the <img> tag,
+    # so only numbers may stay; other keys (e.g. "isolated") change how output is embedded.
+    output.metadata = {mime_type: sizes for mime_type in RASTER_IMAGE_TYPES & set(data)
+                       if (sizes := numeric_sizes(output.get("metadata", {}).get(mime_type)))}
+    return output
+
+
+def numeric_sizes(metadata) -> dict:
+    if not isinstance(metadata, dict):
+        return {}
+    return {key: metadata[key] for key in ("width", "height")
+            if isinstance(metadata.get(key), (int, float)) and not isinstance(metadata.get(key), bool)}
+
+
+def safe_images(data) -> dict:
+    """A markdown attachment's data, raster images only."""
+    if not isinstance(data, dict):
+        return {}
+    return {mime_type: value for mime_type, value in data.items()
+            if mime_type in RASTER_IMAGE_TYPES and isinstance(value, str) and BASE64.match(value)}
