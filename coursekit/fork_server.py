@@ -32,7 +32,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from . import namespaces
+from . import cgroups, namespaces
 from .namespaces import CLONE_NEWCGROUP, CLONE_NEWIPC, CLONE_NEWNET, CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWUTS
 
 START_TIMEOUT_SECONDS = 120
@@ -81,7 +81,7 @@ class ForkServer:
 
     def relay_command(self, request: dict) -> list[str]:
         relay = str(Path(__file__).with_name("kernel_relay.py"))
-        return [sys.executable, "-I", "-S", relay, self.socket_path, json.dumps(request)]
+        return [sys.executable, "-I", "-S", relay, "--fork-server", self.socket_path, json.dumps(request)]
 
     def stop(self) -> None:
         if os.getpid() != self.owner:
@@ -229,6 +229,8 @@ def become_init(request: dict, output_fds: list[int]) -> None:
     code = 1
     try:
         namespaces.die_with_parent()
+        if request.get("cgroup"):  # first: all the sandbox holds in memory counts from here on
+            cgroups.join(request["cgroup"])
         enter_sandbox(request)
         kernel = os.fork()
         if kernel == 0:

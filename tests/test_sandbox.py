@@ -28,7 +28,7 @@ def manager_factory():
     for manager in managers:
         if manager.has_kernel:  # nbclient leaves a kernel it was handed running
             run_sync(manager.shutdown_kernel)(now=True)
-        shutil.rmtree(manager._private_folder, ignore_errors=True)
+        manager.release_sandbox()  # its tmpfs, its cgroup, its folder
 
 
 def test_missing_bwrap_stops_grading_with_a_one_line_install_hint(manager_factory):
@@ -51,7 +51,8 @@ def test_the_kernel_command_is_sandboxed_and_limited(manager_factory, tmp_path):
     manager._launch_args = {"cwd": str(tmp_path)}
     manager.write_connection_file()
     command = manager.format_kernel_cmd()
-    assert command[0] == "prlimit" and f"--data={512 * 1024 * 1024}" in command
+    assert command[3].endswith("kernel_relay.py") and command[4] == "--run"
+    assert "prlimit" in command and f"--data={512 * 1024 * 1024}" in command
     nproc = int(next(a for a in command if a.startswith("--nproc=")).split("=")[1])
     assert nproc == 32 if os.geteuid() == 0 else nproc > 32  # non-root: on top of the user's own processes
     if os.geteuid() == 0:
@@ -79,7 +80,7 @@ def test_the_fork_server_gets_the_same_sandbox_and_limits(manager_factory, tmp_p
     manager._launch_args = {"cwd": str(tmp_path)}
     manager.write_connection_file()
     command = manager.format_kernel_cmd()
-    assert command[1:3] == ["-I", "-S"] and command[3].endswith("kernel_relay.py")
+    assert command[1:3] == ["-I", "-S"] and command[3].endswith("kernel_relay.py") and command[4] == "--fork-server"
     request = json.loads(command[-1])
     assert request["memory_bytes"] == 512 * 1024 * 1024 and request["processes"] == 32
     assert request["uid"] >= 200000 and request["home"]["inside"] == "/home/student"
