@@ -280,7 +280,10 @@ def monitor_kernel(connection: socket.socket, server: int) -> None:
         init = None
         # The student's private copy goes with the sandbox, even if the manager's clean-up came first.
         shutil.rmtree(request["private_folder"], ignore_errors=True)
-        connection.send(str(exit_code(status)).encode())
+        try:
+            connection.send(str(exit_code(status)).encode())
+        except BrokenPipeError:
+            pass  # the relay was killed: nobody is waiting for the exit code
         code = 0
     except BaseException as error:
         print(f"coursekit fork server: {type(error).__name__}: {error}", file=sys.stderr)
