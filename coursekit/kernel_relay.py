@@ -43,10 +43,19 @@ CONTROL_SEQUENCES = re.compile(
     r"|\x1b[ -/]*[0-~]"
     r"|[\x00-\x08\x0b-\x1f\x7f-\x9f]"
 )
+COLOUR = re.compile(r"\x1b\[[0-9;]*m")
 
 
-def without_control_sequences(text: str) -> str:
-    return CONTROL_SEQUENCES.sub("", text)
+def without_control_sequences(text: str, *, keep_colours_and_returns: bool = False) -> str:
+    """Plain text for a terminal; for a notebook, colours (tracebacks) and carriage returns (progress bars) stay."""
+    if not keep_colours_and_returns:
+        return CONTROL_SEQUENCES.sub("", text)
+
+    def kept(match: re.Match) -> str:
+        found = match.group()
+        return found if found == "\r" or COLOUR.fullmatch(found) else ""
+
+    return CONTROL_SEQUENCES.sub(kept, text)
 
 
 class CappedOutput:

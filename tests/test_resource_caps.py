@@ -138,6 +138,13 @@ def test_three_touched_gib_of_shared_memory_kill_the_kernel(run_cells, fork_serv
 
 
 @PATHS
+def test_without_a_cgroup_rlimit_as_refuses_the_third_gib(run_cells, fork_server, caplog):
+    printed, died, _ = run_cells([SHARED_MEMORY], fork_server=fork_server, memory_cgroup=False)
+    assert "SURVIVED WITH 3 GiB" not in printed and "touched 3 GiB" not in printed
+    assert died or "Cannot allocate memory" in printed or "MemoryError" in printed
+
+
+@PATHS
 def test_children_together_cannot_exceed_the_memory_cap(run_cells, fork_server):
     printed, died, _ = run_cells([CHILDREN], fork_server=fork_server, memory_limit_mib=512)
     assert "ALL CHILDREN GOT THEIR MEMORY" not in printed
@@ -204,6 +211,9 @@ def test_raw_output_is_capped_and_plain_for_the_instructor(run_cells, fork_serve
     # The grading process: outputs kept in the notebook are within the budget, its memory stays bounded.
     kept = len(json.dumps(notebook.cells[0].get("outputs", [])))
     assert kept <= NOTEBOOK_OUTPUT_LIMIT_BYTES + MIB and "output truncated" in printed
+    # What the notebook keeps is shown to people too (feedback, formgrader): colours only, no other escapes.
+    assert "\x1b]" not in printed and "\x1b[2J" not in printed and "\x9b" not in printed and "\x07" not in printed
+    assert "\x1b[31mred" in printed
     assert peak_rss_mib() - rss_before < 200
     assert seconds < 60
 
