@@ -168,6 +168,6 @@ def drop_privileges(request: dict) -> None:
     # kernel bubblewrap starts is exec'd after the change and is not.
     raise_on_failure(libc.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0), "dumpable like an exec'd kernel")
     try:
-        seccomp.install()
+        seccomp.install(seccomp.program(refuse_memfd=bool(request.get("address_space_bytes"))))
     except seccomp.SeccompUnavailable as error:
         raise SandboxError(str(error)) from None

@@ -256,9 +256,12 @@ class SandboxedKernelManager(AsyncKernelManager):
             return kernel
         # Through the relay, like a fork-server kernel: capped output, the cgroup, the seccomp program.
         relay = [sys.executable, "-I", "-S", kernel_relay.__file__, "--run",
-                 json.dumps({"cgroup": self._cgroup, "seccomp": seccomp.program().hex()}), "--"]
+                 json.dumps({"cgroup": self._cgroup, "seccomp": self.seccomp_program().hex()}), "--"]
         return (relay + self.limits() + [bwrap] + self.sandbox_arguments() + ["--"] + self.drop_privileges()
                 + kernel)
+
+    def seccomp_program(self) -> bytes:
+        return seccomp.program(refuse_memfd=self.address_space_bytes() is not None)
 
     def address_space_bytes(self) -> int | None:
         if self._cgroup is not None:

@@ -42,7 +42,11 @@ REFUSED_SYSCALLS = {
     "quotactl": (179, 60), "quotactl_fd": (443, 443), "iopl": (172, None), "ioperm": (173, None),
     "fanotify_init": (300, 262), "lookup_dcookie": (212, 18), "syslog": (103, 116), "uselib": (134, None),
     "io_uring_setup": (425, 425), "io_uring_enter": (426, 426), "io_uring_register": (427, 427),
+    "memfd_secret": (447, 447),
 }
+# Memory in a memfd is written, not mapped: RLIMIT_AS never sees it. Refused
+# only where no memory cgroup counts it.
+MEMFD_CREATE = (319, 279)
 UNSHARE = {"x86_64": 272, "aarch64": 97}
 CLONE = {"x86_64": 56, "aarch64": 220}
 CLONE3 = {"x86_64": 435, "aarch64": 435}
@@ -77,7 +81,7 @@ def refuse_with_namespace_flags(number: int, flags: int) -> list[bytes]:
 
 
 @functools.lru_cache(maxsize=None)
-def program(machine: str | None = None) -> bytes:
+def program(machine: str | None = None, *, refuse_memfd: bool = False) -> bytes:
     """The filter, as the bytes of a `struct sock_filter` array."""
     machine = machine or os.uname().machine
     if machine not in AUDIT_ARCH:
@@ -91,7 +95,7 @@ def program(machine: str | None = None) -> bytes:
     ]
     if machine == "x86_64":  # the x32 ABI: the same calls under other numbers
         code += [instruction(JUMP_GREATER_EQUAL, X32_SYSCALL_BIT, 0, 1), instruction(RETURN, RET_ERRNO | errno.EPERM)]
-    for numbers in REFUSED_SYSCALLS.values():
+    for numbers in [*REFUSED_SYSCALLS.values(), *([MEMFD_CREATE] if refuse_memfd else [])]:
         if numbers[column] is not None:
             code += [instruction(JUMP_EQUAL, numbers[column], 0, 1), instruction(RETURN, RET_ERRNO | errno.EPERM)]
     code += [instruction(JUMP_EQUAL, CLONE3[machine], 0, 1), instruction(RETURN, RET_ERRNO | errno.ENOSYS)]
@@ -105,9 +109,8 @@ class SockFprog(ctypes.Structure):
     _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
 
 
-def install(compiled: bytes | None = None) -> None:
+def install(compiled: bytes) -> None:
     """Apply the filter to this (single-threaded) process and all it starts; for good."""
-    compiled = compiled if compiled is not None else program()
     libc = ctypes.CDLL(None, use_errno=True)
     buffer = ctypes.create_string_buffer(compiled, len(compiled))
     fprog = SockFprog(len(compiled) // 8, ctypes.cast(buffer, ctypes.c_void_p))

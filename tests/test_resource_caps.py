@@ -90,6 +90,15 @@ for gib in range(3):
 print("SURVIVED WITH 3 GiB")
 """
 
+MEMFD = r"""
+import os
+try:
+    os.memfd_create("hoard")
+    print("memfd allowed")
+except OSError as error:
+    print("memfd refused", error.errno)
+"""
+
 CHILDREN = r"""
 import os
 pids = []
@@ -138,8 +147,9 @@ def test_three_touched_gib_of_shared_memory_kill_the_kernel(run_cells, fork_serv
 
 
 @PATHS
-def test_without_a_cgroup_rlimit_as_refuses_the_third_gib(run_cells, fork_server, caplog):
-    printed, died, _ = run_cells([SHARED_MEMORY], fork_server=fork_server, memory_cgroup=False)
+def test_without_a_cgroup_rlimit_as_refuses_the_third_gib(run_cells, fork_server):
+    printed, died, _ = run_cells([MEMFD, SHARED_MEMORY], fork_server=fork_server, memory_cgroup=False)
+    assert "memfd refused 1" in printed  # EPERM: memory no RLIMIT_AS would count
     assert "SURVIVED WITH 3 GiB" not in printed and "touched 3 GiB" not in printed
     assert died or "Cannot allocate memory" in printed or "MemoryError" in printed
 
@@ -274,9 +284,20 @@ def test_the_seccomp_filter_refuses_what_no_exercise_needs(run_cells, fork_serve
     assert "unshare tool 1" in printed and "fork 5 subprocess ok" in printed
 
 
-def test_the_filter_is_the_same_program_for_both_paths():
+def test_bubblewrap_gets_the_filter_the_fork_server_installs(tmp_path):
+    manager = SandboxedKernelManager(fork_server=False)
+    try:
+        manager._launch_args = {"cwd": str(tmp_path)}
+        manager.write_connection_file()
+        command = manager.format_kernel_cmd()
+        options = json.loads(command[command.index("--run") + 1])
+        assert bytes.fromhex(options["seccomp"]) == seccomp.program() and options["cgroup"]
+        assert command[command.index("--seccomp") + 1] == "3"
+    finally:
+        manager.release_sandbox()
     compiled = seccomp.program()
     assert len(compiled) % 8 == 0 and 20 < len(compiled) // 8 < 4096
+    assert len(seccomp.program(refuse_memfd=True)) == len(compiled) + 16  # one more refused call
     with pytest.raises(seccomp.SeccompUnavailable):
         seccomp.program("mips")
 

@@ -109,6 +109,11 @@ listener = socket.create_server(("127.0.0.1", 0))
 socket.create_connection(listener.getsockname(), timeout=2).close()
 print("loopback works")
 print("output", os.readlink("/proc/self/fd/1").split(":")[0], os.readlink("/proc/self/fd/2").split(":")[0])
+print("seccomp", next(line.split()[1] for line in open("/proc/self/status") if line.startswith("Seccomp:")))
+for line in open("/proc/self/mountinfo"):
+    fields = line.split()
+    if fields[4] in ("/home/student", "/tmp", "/dev/shm"):
+        print("mounted", fields[4], fields[fields.index("-") + 1])
 """
 
 
@@ -129,5 +134,7 @@ def test_a_kernel_sees_only_its_sandbox(manager_factory, tmp_path, fork_server):
     assert printed.count("write blocked") == 2 and "LEAK" not in printed
     assert "network blocked" in printed and "loopback works" in printed
     assert not (tmp_path / "hacked").exists()
-    if fork_server and os.geteuid() == 0:  # the relay's pipes: no log file or terminal to read or rewind
-        assert "output pipe pipe" in printed
+    assert "seccomp 2" in printed  # the filter (coursekit.seccomp) is on
+    assert "mounted /tmp tmpfs" in printed and "mounted /dev/shm tmpfs" in printed
+    if os.geteuid() == 0:  # the relay's pipes: no log file or terminal to read or rewind; home a tmpfs copy
+        assert "output pipe pipe" in printed and "mounted /home/student tmpfs" in printed
