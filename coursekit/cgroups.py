@@ -117,6 +117,7 @@ def create(*, limit_bytes: int) -> str:
             write(f"{folder}/memory.max", str(limit_bytes))
             if os.path.exists(f"{folder}/memory.swap.max"):
                 write(f"{folder}/memory.swap.max", "0")
+            write(f"{folder}/memory.oom.group", "1")  # over the cap, the whole sandbox goes at once
         else:
             write(f"{folder}/memory.limit_in_bytes", str(limit_bytes))
             if os.path.exists(f"{folder}/memory.memsw.limit_in_bytes"):  # swap accounting is on

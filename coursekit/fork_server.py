@@ -7,10 +7,11 @@ that builds the sandbox bubblewrap builds (coursekit.namespaces) before any
 student code runs:
 
     server ── per kernel ──> monitor (host namespaces; ends the sandbox when the relay goes)
-                              └─> init (pid 1 of new pid, mount, network, IPC and UTS
-                                   namespaces; builds the read-only root, reaps orphans)
+                              └─> init (in the kernel's memory cgroup; pid 1 of new pid,
+                                   mount, network, IPC and UTS namespaces; builds the
+                                   read-only root, reaps orphans)
                                    └─> kernel (own session, resource limits, random
-                                        unprivileged uid, no new privileges)
+                                        unprivileged uid, no new privileges, seccomp filter)
 
 jupyter_client starts coursekit/kernel_relay.py as "the kernel", which asks
 the server for one over a Unix socket in a root-only folder: that folder's

@@ -77,7 +77,7 @@ def bwrap_works(bwrap: str) -> str | None:
     try:
         probe = subprocess.run(
             [bwrap, "--unshare-all", "--die-with-parent", *read_only_binds(), "--proc", "/proc", "--dev", "/dev",
-             "--", "/bin/true"],
+             "--size", "1048576", "--tmpfs", "/tmp", "--", "/bin/true"],  # sized tmpfs: bubblewrap 0.7 or newer
             capture_output=True, text=True, timeout=20,
         )
     except (OSError, subprocess.TimeoutExpired) as error:
@@ -190,7 +190,10 @@ def sandbox_environment() -> dict[str, str]:
 class SandboxedKernelManager(AsyncKernelManager):
     """Starts every kernel in a sandbox, with the hardened kernel and resource limits."""
 
-    memory_limit_mib = Integer(2048, help="Memory cap per notebook (MiB), as RLIMIT_DATA.").tag(config=True)
+    memory_limit_mib = Integer(
+        2048, help="Memory cap per notebook (MiB): for the whole sandbox, shared memory and tmpfs included, where a "
+        "memory cgroup can be made (see memory_cgroup), and per process as RLIMIT_DATA."
+    ).tag(config=True)
     process_limit = Integer(256, help="Cap on processes and threads per notebook.").tag(config=True)
     file_size_limit_mib = Integer(256, help="Largest file student code may write (MiB).").tag(config=True)
     memory_cgroup = Bool(
