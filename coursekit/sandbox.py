@@ -53,10 +53,14 @@ WORK_COPY_LIMIT_BYTES = 100 * MIB
 # Without a memory cgroup, RLIMIT_AS is the only cap that counts shared memory;
 # a kernel with torch imported maps ~1.3 GiB it mostly never touches, hence the headroom.
 ADDRESS_SPACE_HEADROOM_BYTES = 1536 * MIB
-# Messages from the kernel (outputs shown in the notebook and feedback): one
-# message and all outputs of a notebook together. An honest notebook has well under 1 MiB.
+# Messages from the kernel: one message, the outputs one cell keeps, all a
+# notebook keeps. Past the notebook's budget every cell still keeps a little:
+# a test cell's score and answer data must survive a flood in an earlier cell.
+# An honest notebook has well under 1 MiB of outputs.
 MESSAGE_LIMIT_BYTES = 32 * MIB
-NOTEBOOK_OUTPUT_LIMIT_BYTES = 8 * MIB
+CELL_OUTPUT_LIMIT_BYTES = 4 * MIB
+NOTEBOOK_OUTPUT_LIMIT_BYTES = 32 * MIB
+CELL_OUTPUT_ALLOWANCE_BYTES = 256 * 1024
 OUTPUT_MESSAGE_TYPES = frozenset({"stream", "display_data", "update_display_data", "execute_result", "error"})
 SYSTEM_FOLDERS = ("/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32")
 SYSTEM_FILES = ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/passwd", "/etc/group", "/etc/nsswitch.conf",
@@ -123,30 +127,43 @@ def memory_cap_summary(home: cgroups.CgroupHome | str, limit_mib: int) -> str:
 
 
 class OutputCappedIOPubChannel(AsyncZMQSocketChannel):
-    """Output messages beyond the notebook's budget arrive emptied: the grading process keeps a bounded amount."""
+    """Outputs over a cell's budget arrive emptied: the grading process keeps a bounded amount.
 
-    budget_left = NOTEBOOK_OUTPUT_LIMIT_BYTES
+    Bounded by NOTEBOOK_OUTPUT_LIMIT_BYTES plus CELL_OUTPUT_ALLOWANCE_BYTES per cell.
+    """
+
+    def __init__(self, *arguments, **keywords) -> None:
+        super().__init__(*arguments, **keywords)
+        self.notebook_left = NOTEBOOK_OUTPUT_LIMIT_BYTES
+        self.cell_left: dict[str, int] = {}  # execute request's id -> bytes it may still keep
+        self.truncated_cells: set[str] = set()
 
     async def _recv(self, **kwargs):
         frames = await self.socket.recv_multipart(**kwargs)
         _, signed = self.session.feed_identities(frames)
         message = self.session.deserialize(signed, content=False)  # checks the signature, leaves content packed
-        if message["msg_type"] in OUTPUT_MESSAGE_TYPES:
-            size = sum(len(frame) for frame in signed[4:])
-            if self.budget_left - size < 0:
-                message["content"] = self.truncated(message["msg_type"], first=self.budget_left >= 0)
-                message["buffers"] = []
-                self.budget_left = -1
-                return message
-            self.budget_left -= size
-            message["content"] = without_control_sequences(self.session.unpack(message["content"]))
+        if message["msg_type"] not in OUTPUT_MESSAGE_TYPES:
+            message["content"] = self.session.unpack(message["content"])
             return message
-        message["content"] = self.session.unpack(message["content"])
+        cell = message["parent_header"].get("msg_id", "")
+        if cell not in self.cell_left:
+            self.cell_left[cell] = max(min(CELL_OUTPUT_LIMIT_BYTES, self.notebook_left), CELL_OUTPUT_ALLOWANCE_BYTES)
+        size = sum(len(frame) for frame in signed[4:])
+        if size > self.cell_left[cell]:
+            message["content"] = self.truncated(message["msg_type"], first=cell not in self.truncated_cells)
+            message["buffers"] = []
+            self.truncated_cells.add(cell)
+            self.cell_left[cell] = 0
+            return message
+        self.cell_left[cell] -= size
+        self.notebook_left -= size
+        message["content"] = without_control_sequences(self.session.unpack(message["content"]))
         return message
 
     def truncated(self, msg_type: str, *, first: bool) -> dict:
-        notice = "\n[coursekit: output truncated: the notebook's outputs exceed " \
-                 f"{NOTEBOOK_OUTPUT_LIMIT_BYTES // MIB} MiB]\n" if first else ""
+        notice = "\n[coursekit: output truncated: more output than this cell may keep " \
+                 f"({CELL_OUTPUT_LIMIT_BYTES // MIB} MiB, {NOTEBOOK_OUTPUT_LIMIT_BYTES // MIB} MiB per notebook)]\n" \
+                 if first else ""
         if msg_type == "error":
             return {"ename": "OutputTruncated", "evalue": notice.strip(), "traceback": []}
         if msg_type == "stream":

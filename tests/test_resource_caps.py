@@ -18,7 +18,7 @@ from nbclient import NotebookClient
 from nbclient.exceptions import DeadKernelError
 
 from coursekit import cgroups, seccomp
-from coursekit.sandbox import NOTEBOOK_OUTPUT_LIMIT_BYTES, SandboxedKernelManager
+from coursekit.sandbox import CELL_OUTPUT_LIMIT_BYTES, SandboxedKernelManager
 from conftest import MASTER_PATH, REPOSITORY
 
 MIB = 1024 * 1024
@@ -210,7 +210,8 @@ print("done writing")
 def test_raw_output_is_capped_and_plain_for_the_instructor(run_cells, fork_server, capfd):
     rss_before = peak_rss_mib()
     started = time.monotonic()
-    printed, died, notebook = run_cells([RAW_OUTPUT], fork_server=fork_server, timeout=120)
+    printed, died, notebook = run_cells([RAW_OUTPUT, 'print("the next cell keeps its output")'],
+                                        fork_server=fork_server, timeout=120)
     seconds = time.monotonic() - started
     terminal = capfd.readouterr()
     shown = terminal.out + terminal.err
@@ -220,7 +221,8 @@ def test_raw_output_is_capped_and_plain_for_the_instructor(run_cells, fork_serve
     assert "red" in shown and "the rest is dropped" in shown
     # The grading process: outputs kept in the notebook are within the budget, its memory stays bounded.
     kept = len(json.dumps(notebook.cells[0].get("outputs", [])))
-    assert kept <= NOTEBOOK_OUTPUT_LIMIT_BYTES + MIB and "output truncated" in printed
+    assert kept <= CELL_OUTPUT_LIMIT_BYTES + MIB and "output truncated" in printed
+    assert notebook.cells[1].outputs[0]["text"] == "the next cell keeps its output\n"  # a test cell after a flood
     # What the notebook keeps is shown to people too (feedback, formgrader): colours only, no other escapes.
     assert "\x1b]" not in printed and "\x1b[2J" not in printed and "\x9b" not in printed and "\x07" not in printed
     assert "\x1b[31mred" in printed
