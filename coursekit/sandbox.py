@@ -157,7 +157,7 @@ class OutputCappedIOPubChannel(AsyncZMQSocketChannel):
             return message
         self.cell_left[cell] -= size
         self.notebook_left -= size
-        message["content"] = without_control_sequences(self.session.unpack(message["content"]))
+        message["content"] = for_people(self.session.unpack(message["content"]))
         return message
 
     def truncated(self, msg_type: str, *, first: bool) -> dict:
@@ -172,17 +172,25 @@ class OutputCappedIOPubChannel(AsyncZMQSocketChannel):
                 "execution_count": None}
 
 
-def without_control_sequences(content):
-    """Output content with every string freed of control sequences but colours and carriage returns.
+def for_people(content: dict) -> dict:
+    """An output's text freed of control sequences but colours and carriage returns.
 
-    What a notebook prints reaches people: in the feedback, in the formgrader, in a terminal.
+    Text outputs reach people: in the feedback, in the formgrader, in a
+    terminal. Metadata and other data (scores, answers the grader judges) stay as sent.
     """
-    if isinstance(content, str):
-        return kernel_relay.without_control_sequences(content, keep_colours_and_returns=True)
-    if isinstance(content, list):
-        return [without_control_sequences(item) for item in content]
-    if isinstance(content, dict):
-        return {key: without_control_sequences(value) for key, value in content.items()}
+    def plain(text):
+        if isinstance(text, list):
+            return [plain(item) for item in text]
+        return kernel_relay.without_control_sequences(text, keep_colours_and_returns=True) \
+            if isinstance(text, str) else text
+
+    content = dict(content)
+    for field in ("text", "ename", "evalue", "traceback"):
+        if field in content:
+            content[field] = plain(content[field])
+    if isinstance(content.get("data"), dict):
+        content["data"] = {kind: plain(value) if kind.startswith("text/") else value
+                           for kind, value in content["data"].items()}
     return content
 
 
