@@ -4,6 +4,7 @@ Each attack runs in the real sandboxed kernel (fork server and bubblewrap),
 and each test asserts that the attack fails AND that the grading process
 stays bounded. The honest master notebook runs clean in the same sandbox.
 """
+import ast
 import json
 import os
 import resource
@@ -165,7 +166,7 @@ def test_children_together_cannot_exceed_the_memory_cap(run_cells, fork_server):
 def test_writable_places_are_capped_tmpfs_and_nothing_reaches_the_disk(run_cells, fork_server, tmp_path):
     printed, died, _ = run_cells([TMPFS], fork_server=fork_server, timeout=120)
     assert not died, printed
-    written = eval(printed[printed.index("WRITTEN") + 8:].splitlines()[0])  # a dict literal the cell printed
+    written = ast.literal_eval(printed[printed.index("WRITTEN") + 8:].splitlines()[0])
     assert written["/tmp"][0] <= 256 and written["/dev/shm"][0] <= 64 and written["/home/student"][0] <= 256
     assert all(error == 28 for _, error in written.values())  # ENOSPC: the tmpfs was full
     assert sum(size for size, _ in written.values()) <= 576
@@ -280,7 +281,7 @@ def test_the_seccomp_filter_refuses_what_no_exercise_needs(run_cells, fork_serve
     printed, died, _ = run_cells([SYSCALLS], fork_server=fork_server)
     assert not died, printed
     assert "RESULTS" in printed, printed
-    results = eval(printed[printed.index("RESULTS") + 8:].splitlines()[0])
+    results = ast.literal_eval(printed[printed.index("RESULTS") + 8:].splitlines()[0])
     for name, (code, error) in results.items():
         assert code == -1, f"{name} succeeded"
         assert error == ("ENOSYS" if name == "clone3" else "EPERM"), f"{name}: {error}"
