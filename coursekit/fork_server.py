@@ -7,10 +7,11 @@ that builds the sandbox bubblewrap builds (coursekit.namespaces) before any
 student code runs:
 
     server ── per kernel ──> monitor (host namespaces; ends the sandbox when the relay goes)
-                              └─> init (pid 1 of new pid, mount, network, IPC and UTS
-                                   namespaces; builds the read-only root, reaps orphans)
+                              └─> init (in the kernel's memory cgroup; pid 1 of new pid,
+                                   mount, network, IPC and UTS namespaces; builds the
+                                   read-only root, reaps orphans)
                                    └─> kernel (own session, resource limits, random
-                                        unprivileged uid, no new privileges)
+                                        unprivileged uid, no new privileges, seccomp filter)
 
 jupyter_client starts coursekit/kernel_relay.py as "the kernel", which asks
 the server for one over a Unix socket in a root-only folder: that folder's
@@ -32,7 +33,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from . import namespaces
+from . import cgroups, namespaces
 from .namespaces import CLONE_NEWCGROUP, CLONE_NEWIPC, CLONE_NEWNET, CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWUTS
 
 START_TIMEOUT_SECONDS = 120
@@ -81,7 +82,7 @@ class ForkServer:
 
     def relay_command(self, request: dict) -> list[str]:
         relay = str(Path(__file__).with_name("kernel_relay.py"))
-        return [sys.executable, "-I", "-S", relay, self.socket_path, json.dumps(request)]
+        return [sys.executable, "-I", "-S", relay, "--fork-server", self.socket_path, json.dumps(request)]
 
     def stop(self) -> None:
         if os.getpid() != self.owner:
@@ -229,6 +230,8 @@ def become_init(request: dict, output_fds: list[int]) -> None:
     code = 1
     try:
         namespaces.die_with_parent()
+        if request.get("cgroup"):  # first: all the sandbox holds in memory counts from here on
+            cgroups.join(request["cgroup"])
         enter_sandbox(request)
         kernel = os.fork()
         if kernel == 0:
@@ -278,7 +281,10 @@ def monitor_kernel(connection: socket.socket, server: int) -> None:
         init = None
         # The student's private copy goes with the sandbox, even if the manager's clean-up came first.
         shutil.rmtree(request["private_folder"], ignore_errors=True)
-        connection.send(str(exit_code(status)).encode())
+        try:
+            connection.send(str(exit_code(status)).encode())
+        except BrokenPipeError:
+            pass  # the relay was killed: nobody is waiting for the exit code
         code = 0
     except BaseException as error:
         print(f"coursekit fork server: {type(error).__name__}: {error}", file=sys.stderr)

@@ -13,6 +13,8 @@ import resource
 import socket
 import struct
 
+from . import seccomp
+
 CLONE_NEWNS, CLONE_NEWCGROUP, CLONE_NEWUTS = 0x00020000, 0x02000000, 0x04000000
 CLONE_NEWIPC, CLONE_NEWPID, CLONE_NEWNET = 0x08000000, 0x20000000, 0x40000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 0x1, 0x2, 0x4, 0x8
@@ -23,7 +25,11 @@ PIVOT_ROOT_SYSCALL = {"x86_64": 155, "aarch64": 41}
 CAPABILITY_VERSION_3 = 0x20080522
 SIOCSIFFLAGS, IFF_UP, IFF_LOOPBACK, IFF_RUNNING = 0x8914, 0x1, 0x8, 0x40
 DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
-TMP_SIZE, SHM_SIZE = "512m", "64m"  # tmpfs lives in memory, outside RLIMIT_DATA
+MIB = 1024 * 1024
+# Together with the home folder's (coursekit.sandbox), the cap on all a kernel can write;
+# tmpfs is memory, so the kernel's memory cgroup counts it too.
+TMP_BYTES, SHM_BYTES = 256 * MIB, 64 * MIB
+TMPFS_INODES = 65536
 
 libc = ctypes.CDLL(None, use_errno=True)
 
@@ -57,6 +63,14 @@ def mounts_under(target: str) -> list[str]:
     with open("/proc/self/mountinfo") as table:
         points = [line.split()[4].replace("\\040", " ") for line in table]
     return [point for point in points if point == target or point.startswith(target.rstrip("/") + "/")]
+
+
+def tmpfs_options(size_bytes: int, mode: str = "1777") -> str:
+    return f"mode={mode},size={size_bytes},nr_inodes={TMPFS_INODES}"
+
+
+def unmount(target: str) -> None:
+    raise_on_failure(libc.umount2(target.encode(), MNT_DETACH), f"unmount {target}")
 
 
 def bind_mount(source: str, target: str, *, read_only: bool, recursive: bool = True) -> None:
@@ -95,7 +109,7 @@ def build_root(request: dict) -> None:
             bind_mount(folder, inside(folder), read_only=True)
     # /tmp before the private folder, which lives under it and must stay visible.
     make_folder("/tmp")
-    mount("tmpfs", inside("/tmp"), "tmpfs", MS_NOSUID | MS_NODEV, f"mode=1777,size={TMP_SIZE}")
+    mount("tmpfs", inside("/tmp"), "tmpfs", MS_NOSUID | MS_NODEV, tmpfs_options(TMP_BYTES))
     for path in request["system_files"]:
         if os.path.isfile(path):
             make_folder(os.path.dirname(path))
@@ -127,16 +141,19 @@ def build_dev(dev: str) -> None:
             open(f"{dev}/{device}", "a").close()
             mount(f"/dev/{device}", f"{dev}/{device}", None, MS_BIND)
     os.mkdir(f"{dev}/shm", 0o1777)
-    mount("tmpfs", f"{dev}/shm", "tmpfs", MS_NOSUID | MS_NODEV, f"mode=1777,size={SHM_SIZE}")
+    mount("tmpfs", f"{dev}/shm", "tmpfs", MS_NOSUID | MS_NODEV, tmpfs_options(SHM_BYTES))
     for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
                          ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")):
         os.symlink(target, f"{dev}/{name}")
 
 
 def drop_privileges(request: dict) -> None:
-    """Limits, then an unprivileged user with no capabilities that can never gain any."""
-    for limit, value in ((resource.RLIMIT_DATA, request["memory_bytes"]), (resource.RLIMIT_NPROC, request["processes"]),
-                         (resource.RLIMIT_FSIZE, request["file_size_bytes"]), (resource.RLIMIT_CORE, 0)):
+    """Limits, then an unprivileged user with no capabilities that can never gain any, then the seccomp filter."""
+    limits = [(resource.RLIMIT_DATA, request["memory_bytes"]), (resource.RLIMIT_NPROC, request["processes"]),
+              (resource.RLIMIT_FSIZE, request["file_size_bytes"]), (resource.RLIMIT_CORE, 0)]
+    if request.get("address_space_bytes"):  # no memory cgroup: shared memory counts only here
+        limits.append((resource.RLIMIT_AS, request["address_space_bytes"]))
+    for limit, value in limits:
         resource.setrlimit(limit, (value, value))
     uid = request["uid"]
     if uid == 0:
@@ -150,3 +167,7 @@ def drop_privileges(request: dict) -> None:
     # Changing uid made the process undumpable (its /proc entries root's); a
     # kernel bubblewrap starts is exec'd after the change and is not.
     raise_on_failure(libc.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0), "dumpable like an exec'd kernel")
+    try:
+        seccomp.install(seccomp.program(refuse_memfd=bool(request.get("address_space_bytes"))))
+    except seccomp.SeccompUnavailable as error:
+        raise SandboxError(str(error)) from None

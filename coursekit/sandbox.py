@@ -3,8 +3,17 @@
 Inside the sandbox: no network, a read-only view of only the system folders
 Python and torch need, a private copy of the student's folder as the only
 writable place besides /tmp, a memory cap, a process cap, its own process
-namespace (every process it started dies with it) and an unprivileged user.
-Enabled for plain `nbgrader autograde` through `nbgrader_config.py`.
+namespace (every process it started dies with it), an unprivileged user and
+a seccomp filter (coursekit.seccomp). Enabled for plain `nbgrader autograde`
+through `nbgrader_config.py`.
+
+Resources are capped where they are spent: memory, shared memory and tmpfs
+by a memory cgroup per kernel (coursekit.cgroups; RLIMIT_AS where there is
+none); disk by writable places that are all size-capped tmpfs (as root, the
+home copy too, so nothing a kernel writes lands on the host's disk); output
+by the relay that reads the kernel's stdout and stderr
+(coursekit.kernel_relay) and by the client that reads its messages
+(OutputCappedKernelClient).
 
 As root, kernels are forks of a server that has torch imported already
 (coursekit.fork_server), which saves ~2 s per notebook; otherwise bubblewrap
@@ -13,6 +22,7 @@ builds the same sandbox around a freshly started kernel.
 from __future__ import annotations
 
 import functools
+import json
 import os
 import random
 import shutil
@@ -22,9 +32,13 @@ import sysconfig
 import tempfile
 from pathlib import Path
 
+import zmq
+from jupyter_client.asynchronous import AsyncKernelClient
+from jupyter_client.channels import AsyncZMQSocketChannel
 from jupyter_client.manager import AsyncKernelManager
-from traitlets import Bool, Integer, Unicode
+from traitlets import Bool, DottedObjectName, Integer, Type, Unicode
 
+from . import cgroups, kernel_relay, namespaces, seccomp
 from .fork_server import ForkServer
 
 INSTALL_HINT = (
@@ -34,7 +48,20 @@ INSTALL_HINT = (
     "to grade without a sandbox at your own risk."
 )
 SANDBOX_HOME = "/home/student"
-WORK_COPY_LIMIT_BYTES = 100 * 1024 * 1024
+MIB = 1024 * 1024
+WORK_COPY_LIMIT_BYTES = 100 * MIB
+# Without a memory cgroup, RLIMIT_AS is the only cap that counts shared memory;
+# a kernel with torch imported maps ~1.3 GiB it mostly never touches, hence the headroom.
+ADDRESS_SPACE_HEADROOM_BYTES = 1536 * MIB
+# Messages from the kernel: one message, the outputs one cell keeps, all a
+# notebook keeps. Past the notebook's budget every cell still keeps a little:
+# a test cell's score and answer data must survive a flood in an earlier cell.
+# An honest notebook has well under 1 MiB of outputs.
+MESSAGE_LIMIT_BYTES = 32 * MIB
+CELL_OUTPUT_LIMIT_BYTES = 4 * MIB
+NOTEBOOK_OUTPUT_LIMIT_BYTES = 32 * MIB
+CELL_OUTPUT_ALLOWANCE_BYTES = 256 * 1024
+OUTPUT_MESSAGE_TYPES = frozenset({"stream", "display_data", "update_display_data", "execute_result", "error"})
 SYSTEM_FOLDERS = ("/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32")
 SYSTEM_FILES = ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/passwd", "/etc/group", "/etc/nsswitch.conf",
                 "/etc/localtime", "/etc/hosts")
@@ -54,7 +81,7 @@ def bwrap_works(bwrap: str) -> str | None:
     try:
         probe = subprocess.run(
             [bwrap, "--unshare-all", "--die-with-parent", *read_only_binds(), "--proc", "/proc", "--dev", "/dev",
-             "--", "/bin/true"],
+             "--size", "1048576", "--tmpfs", "/tmp", "--", "/bin/true"],  # sized tmpfs: bubblewrap 0.7 or newer
             capture_output=True, text=True, timeout=20,
         )
     except (OSError, subprocess.TimeoutExpired) as error:
@@ -89,6 +116,95 @@ def python_folders() -> list[str]:
     return sorted(f for f in folders if not any(f != o and f.startswith(o + os.sep) for o in folders))
 
 
+def memory_cap_summary(home: cgroups.CgroupHome | str, limit_mib: int) -> str:
+    """The one line that says how kernels' memory is capped here."""
+    if isinstance(home, cgroups.CgroupHome):
+        return (f"coursekit: each kernel's memory, shared memory and tmpfs capped at {limit_mib} MiB by "
+                f"{home.description} (a cgroup per kernel under {home.folder})")
+    return (f"coursekit: no memory cgroup ({home}): each kernel's memory is capped at {limit_mib} MiB by "
+            f"RLIMIT_DATA, its address space (shared memory included) at "
+            f"{limit_mib + ADDRESS_SPACE_HEADROOM_BYTES // MIB} MiB by RLIMIT_AS, tmpfs by its sizes")
+
+
+class OutputCappedIOPubChannel(AsyncZMQSocketChannel):
+    """Outputs over a cell's budget arrive emptied: the grading process keeps a bounded amount.
+
+    Bounded by NOTEBOOK_OUTPUT_LIMIT_BYTES plus CELL_OUTPUT_ALLOWANCE_BYTES per cell.
+    """
+
+    def __init__(self, *arguments, **keywords) -> None:
+        super().__init__(*arguments, **keywords)
+        self.notebook_left = NOTEBOOK_OUTPUT_LIMIT_BYTES
+        self.cell_left: dict[str, int] = {}  # execute request's id -> bytes it may still keep
+        self.truncated_cells: set[str] = set()
+
+    async def _recv(self, **kwargs):
+        frames = await self.socket.recv_multipart(**kwargs)
+        _, signed = self.session.feed_identities(frames)
+        message = self.session.deserialize(signed, content=False)  # checks the signature, leaves content packed
+        if message["msg_type"] not in OUTPUT_MESSAGE_TYPES:
+            message["content"] = self.session.unpack(message["content"])
+            return message
+        cell = message["parent_header"].get("msg_id", "")
+        if cell not in self.cell_left:
+            self.cell_left[cell] = max(min(CELL_OUTPUT_LIMIT_BYTES, self.notebook_left), CELL_OUTPUT_ALLOWANCE_BYTES)
+        size = sum(len(frame) for frame in signed[4:])
+        if size > self.cell_left[cell]:
+            message["content"] = self.truncated(message["msg_type"], first=cell not in self.truncated_cells)
+            message["buffers"] = []
+            self.truncated_cells.add(cell)
+            self.cell_left[cell] = 0
+            return message
+        self.cell_left[cell] -= size
+        self.notebook_left -= size
+        message["content"] = for_people(self.session.unpack(message["content"]))
+        return message
+
+    def truncated(self, msg_type: str, *, first: bool) -> dict:
+        notice = "\n[coursekit: output truncated: more output than this cell may keep " \
+                 f"({CELL_OUTPUT_LIMIT_BYTES // MIB} MiB, {NOTEBOOK_OUTPUT_LIMIT_BYTES // MIB} MiB per notebook)]\n" \
+                 if first else ""
+        if msg_type == "error":
+            return {"ename": "OutputTruncated", "evalue": notice.strip(), "traceback": []}
+        if msg_type == "stream":
+            return {"name": "stdout", "text": notice}
+        return {"data": {"text/plain": notice} if notice else {}, "metadata": {}, "transient": {},
+                "execution_count": None}
+
+
+def for_people(content: dict) -> dict:
+    """An output's text freed of control sequences but colours and carriage returns.
+
+    Text outputs reach people: in the feedback, in the formgrader, in a
+    terminal. Metadata and other data (scores, answers the grader judges) stay as sent.
+    """
+    def plain(text):
+        if isinstance(text, list):
+            return [plain(item) for item in text]
+        return kernel_relay.without_control_sequences(text, keep_colours_and_returns=True) \
+            if isinstance(text, str) else text
+
+    content = dict(content)
+    for field in ("text", "ename", "evalue", "traceback"):
+        if field in content:
+            content[field] = plain(content[field])
+    if isinstance(content.get("data"), dict):
+        content["data"] = {kind: plain(value) if kind.startswith("text/") else value
+                           for kind, value in content["data"].items()}
+    return content
+
+
+class OutputCappedKernelClient(AsyncKernelClient):
+    """A client whose every socket refuses oversized messages and whose outputs have a budget."""
+
+    iopub_channel_class = Type(OutputCappedIOPubChannel)
+
+    def _create_connected_socket(self, channel: str, identity: bytes | None = None):
+        socket = super()._create_connected_socket(channel, identity=identity)
+        socket.setsockopt(zmq.MAXMSGSIZE, MESSAGE_LIMIT_BYTES)
+        return socket
+
+
 def sandbox_environment() -> dict[str, str]:
     return {"HOME": SANDBOX_HOME, "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
             "LANG": "C.UTF-8", "MPLCONFIGDIR": "/tmp", "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1",
@@ -99,9 +215,20 @@ def sandbox_environment() -> dict[str, str]:
 class SandboxedKernelManager(AsyncKernelManager):
     """Starts every kernel in a sandbox, with the hardened kernel and resource limits."""
 
-    memory_limit_mib = Integer(2048, help="Memory cap per notebook (MiB), as RLIMIT_DATA.").tag(config=True)
+    memory_limit_mib = Integer(
+        2048, help="Memory cap per notebook (MiB): for the whole sandbox, shared memory and tmpfs included, where a "
+        "memory cgroup can be made (see memory_cgroup), and per process as RLIMIT_DATA."
+    ).tag(config=True)
     process_limit = Integer(256, help="Cap on processes and threads per notebook.").tag(config=True)
     file_size_limit_mib = Integer(256, help="Largest file student code may write (MiB).").tag(config=True)
+    memory_cgroup = Bool(
+        True, help="Cap each kernel's memory, shared memory and tmpfs included, with a memory cgroup where one "
+        "can be made (as root); otherwise, or when False, RLIMIT_AS and the tmpfs sizes bound them."
+    ).tag(config=True)
+    home_size_limit_mib = Integer(
+        256, help="Size of the student's home folder, a tmpfs holding a copy of the submission's folder (MiB; "
+        "as root). /tmp (256 MiB) and /dev/shm (64 MiB) are the only other writable places."
+    ).tag(config=True)
     bwrap_path = Unicode("bwrap", help="The bubblewrap executable, a name on PATH or a path.").tag(config=True)
     fork_server = Bool(
         True, help="As root, start kernels as forks of a server that has torch imported (coursekit.fork_server); "
@@ -110,6 +237,9 @@ class SandboxedKernelManager(AsyncKernelManager):
     allow_grading_without_sandbox = Bool(
         False, help="Grade without bubblewrap when it is missing. Student code then runs with your rights."
     ).tag(config=True)
+
+    client_class = DottedObjectName("coursekit.sandbox.OutputCappedKernelClient")
+    client_factory = Type(OutputCappedKernelClient)
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -121,6 +251,8 @@ class SandboxedKernelManager(AsyncKernelManager):
         self.ip = str(self._private_folder / "kernel")
         self.connection_file = str(self._private_folder / "connection.json")
         self._sandbox_uid = random.randint(200000, 299999) if os.geteuid() == 0 else os.geteuid()
+        self._home_mounted = False
+        self._cgroup: str | None = None
 
     def bwrap(self) -> str | None:
         bwrap = shutil.which(self.bwrap_path)
@@ -130,7 +262,7 @@ class SandboxedKernelManager(AsyncKernelManager):
         if self.allow_grading_without_sandbox:
             self.log.warning("Grading WITHOUT a sandbox (%s): allow_grading_without_sandbox is set.", reason)
             return None
-        shutil.rmtree(self._private_folder, ignore_errors=True)  # the run stops here: no clean-up follows
+        self.release_sandbox()  # the run stops here: no clean-up follows
         raise SandboxUnavailable(f"coursekit: cannot sandbox student code ({reason}). {INSTALL_HINT}")
 
     def format_kernel_cmd(self, extra_arguments=None):
@@ -139,6 +271,8 @@ class SandboxedKernelManager(AsyncKernelManager):
         kernel = [sys.executable, "-I", "-m", "coursekit.hardened_kernel", "-f", self.connection_file]
         if self.kernel_spec is not None:
             self.kernel_spec.interrupt_mode = "message"  # signals do not cross the sandbox's session
+        self.prepare_private_folder()
+        self.prepare_memory_cgroup()
         use_server = self.fork_server and os.geteuid() == 0
         server = ForkServer.shared(environment=sandbox_environment()) if use_server else None
         if server is not None:
@@ -148,14 +282,74 @@ class SandboxedKernelManager(AsyncKernelManager):
         bwrap = self.bwrap()
         if bwrap is None:
             return kernel
-        return self.limits() + [bwrap] + self.sandbox_arguments() + ["--"] + self.drop_privileges() + kernel
+        # Through the relay, like a fork-server kernel: capped output, the cgroup, the seccomp program.
+        relay = [sys.executable, "-I", "-S", kernel_relay.__file__, "--run",
+                 json.dumps({"cgroup": self._cgroup, "seccomp": self.seccomp_program().hex()}), "--"]
+        return (relay + self.limits() + [bwrap] + self.sandbox_arguments() + ["--"] + self.drop_privileges()
+                + kernel)
+
+    def seccomp_program(self) -> bytes:
+        return seccomp.program(refuse_memfd=self.address_space_bytes() is not None)
+
+    def address_space_bytes(self) -> int | None:
+        if self._cgroup is not None:
+            return None
+        return self.memory_limit_mib * MIB + ADDRESS_SPACE_HEADROOM_BYTES
 
     def limits(self) -> list[str]:
         processes = self.process_limit
         if os.geteuid() != 0:  # the cap counts all processes of this user, not only the sandbox's
             processes += len([p for p in os.listdir("/proc") if p.isdigit()])
-        return ["prlimit", f"--data={self.memory_limit_mib * 1024 * 1024}", f"--nproc={processes}",
-                f"--fsize={self.file_size_limit_mib * 1024 * 1024}", "--core=0", "--"]
+        address_space = self.address_space_bytes()
+        return ["prlimit", f"--data={self.memory_limit_mib * MIB}", f"--nproc={processes}",
+                f"--fsize={self.file_size_limit_mib * MIB}", "--core=0",
+                *([f"--as={address_space}"] if address_space else []), "--"]
+
+    def prepare_private_folder(self) -> None:
+        """As root, the private folder (connection file, sockets, home copy) becomes a size-capped tmpfs.
+
+        So the home copy and anything written to it or next to the sockets
+        never reaches the host's disk, and the home's mount shows no host path.
+        """
+        if os.geteuid() != 0 or self._home_mounted:
+            return
+        # jupyter_client wrote the connection file already: it moves onto the tmpfs.
+        kept = {path: path.read_bytes() for path in self._private_folder.iterdir() if path.is_file()}
+        namespaces.mount("tmpfs", str(self._private_folder), "tmpfs", namespaces.MS_NOSUID | namespaces.MS_NODEV,
+                         namespaces.tmpfs_options(self.home_size_limit_mib * MIB, mode="0711"))
+        self._home_mounted = True
+        for path, content in kept.items():
+            path.touch(mode=0o600)
+            path.write_bytes(content)
+
+    _memory_cap_said_in: int | None = None  # the process that logged the memory cap line
+
+    def prepare_memory_cgroup(self) -> None:
+        if self._cgroup is not None:
+            return  # a restart keeps the kernel's cgroup
+        home = cgroups.find_home() if self.memory_cgroup else "switched off by SandboxedKernelManager.memory_cgroup"
+        if isinstance(home, cgroups.CgroupHome):
+            try:
+                self._cgroup = cgroups.create(limit_bytes=self.memory_limit_mib * MIB)
+            except OSError as error:
+                home = f"cannot create one under {home.folder}: {error.strerror or error}"
+        if SandboxedKernelManager._memory_cap_said_in != os.getpid():
+            SandboxedKernelManager._memory_cap_said_in = os.getpid()
+            summary = memory_cap_summary(home, self.memory_limit_mib)
+            (self.log.info if self._cgroup else self.log.warning)(summary)
+
+    def release_sandbox(self) -> None:
+        """Kill what is left of the sandbox, remove its cgroup and its private folder."""
+        if self._cgroup is not None:
+            cgroups.remove(self._cgroup)
+            self._cgroup = None
+        if self._home_mounted:
+            try:
+                namespaces.unmount(str(self._private_folder))
+            except namespaces.SandboxError as error:
+                self.log.warning("coursekit: %s", error)
+            self._home_mounted = False
+        shutil.rmtree(self._private_folder, ignore_errors=True)
 
     def drop_privileges(self) -> list[str]:
         if os.geteuid() != 0:
@@ -169,8 +363,9 @@ class SandboxedKernelManager(AsyncKernelManager):
         return {
             "connection_file": self.connection_file, "private_folder": str(self._private_folder),
             "home": {"outside": str(self.student_work_copy()), "inside": SANDBOX_HOME},
-            "uid": self._sandbox_uid, "memory_bytes": self.memory_limit_mib * 1024 * 1024,
-            "processes": self.process_limit, "file_size_bytes": self.file_size_limit_mib * 1024 * 1024,
+            "uid": self._sandbox_uid, "memory_bytes": self.memory_limit_mib * MIB,
+            "address_space_bytes": self.address_space_bytes(), "cgroup": self._cgroup,
+            "processes": self.process_limit, "file_size_bytes": self.file_size_limit_mib * MIB,
             "system_folders": list(SYSTEM_FOLDERS), "system_files": list(SYSTEM_FILES),
             "read_only": python_folders(), "environment": sandbox_environment(),
         }
@@ -183,7 +378,9 @@ class SandboxedKernelManager(AsyncKernelManager):
             arguments.append("--unshare-user")
         arguments += read_only_binds()
         # /tmp first: the private folder below lives under it and must stay visible.
-        arguments += ["--tmpfs", "/tmp", "--proc", "/proc", "--dev", "/dev"]
+        arguments += ["--perms", "01777", "--size", str(namespaces.TMP_BYTES), "--tmpfs", "/tmp",
+                      "--proc", "/proc", "--dev", "/dev",
+                      "--perms", "01777", "--size", str(namespaces.SHM_BYTES), "--tmpfs", "/dev/shm"]
         for file in SYSTEM_FILES:
             arguments += ["--ro-bind-try", file, file]
         created = set()
@@ -196,7 +393,7 @@ class SandboxedKernelManager(AsyncKernelManager):
             arguments += ["--ro-bind", folder, folder]
         arguments += ["--bind", str(self._private_folder), str(self._private_folder)]
         arguments += ["--bind", str(work_copy), SANDBOX_HOME, "--chdir", SANDBOX_HOME]
-        arguments += ["--clearenv"]
+        arguments += ["--seccomp", str(kernel_relay.SECCOMP_FD), "--clearenv"]
         for name, value in sandbox_environment().items():
             arguments += ["--setenv", name, value]
         return arguments
@@ -235,7 +432,7 @@ class SandboxedKernelManager(AsyncKernelManager):
         # Also reached without a shutdown, after a kernel was killed or died.
         await super()._async_cleanup_resources(restart=restart)
         if not restart:
-            shutil.rmtree(self._private_folder, ignore_errors=True)
+            self.release_sandbox()
 
     # AsyncKernelManager binds the public names to its own coroutines, not to overrides.
     shutdown_kernel = _async_shutdown_kernel

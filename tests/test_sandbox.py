@@ -28,7 +28,7 @@ def manager_factory():
     for manager in managers:
         if manager.has_kernel:  # nbclient leaves a kernel it was handed running
             run_sync(manager.shutdown_kernel)(now=True)
-        shutil.rmtree(manager._private_folder, ignore_errors=True)
+        manager.release_sandbox()  # its tmpfs, its cgroup, its folder
 
 
 def test_missing_bwrap_stops_grading_with_a_one_line_install_hint(manager_factory):
@@ -51,7 +51,8 @@ def test_the_kernel_command_is_sandboxed_and_limited(manager_factory, tmp_path):
     manager._launch_args = {"cwd": str(tmp_path)}
     manager.write_connection_file()
     command = manager.format_kernel_cmd()
-    assert command[0] == "prlimit" and f"--data={512 * 1024 * 1024}" in command
+    assert command[3].endswith("kernel_relay.py") and command[4] == "--run"
+    assert "prlimit" in command and f"--data={512 * 1024 * 1024}" in command
     nproc = int(next(a for a in command if a.startswith("--nproc=")).split("=")[1])
     assert nproc == 32 if os.geteuid() == 0 else nproc > 32  # non-root: on top of the user's own processes
     if os.geteuid() == 0:
@@ -79,7 +80,7 @@ def test_the_fork_server_gets_the_same_sandbox_and_limits(manager_factory, tmp_p
     manager._launch_args = {"cwd": str(tmp_path)}
     manager.write_connection_file()
     command = manager.format_kernel_cmd()
-    assert command[1:3] == ["-I", "-S"] and command[3].endswith("kernel_relay.py")
+    assert command[1:3] == ["-I", "-S"] and command[3].endswith("kernel_relay.py") and command[4] == "--fork-server"
     request = json.loads(command[-1])
     assert request["memory_bytes"] == 512 * 1024 * 1024 and request["processes"] == 32
     assert request["uid"] >= 200000 and request["home"]["inside"] == "/home/student"
@@ -108,6 +109,11 @@ listener = socket.create_server(("127.0.0.1", 0))
 socket.create_connection(listener.getsockname(), timeout=2).close()
 print("loopback works")
 print("output", os.readlink("/proc/self/fd/1").split(":")[0], os.readlink("/proc/self/fd/2").split(":")[0])
+print("seccomp", next(line.split()[1] for line in open("/proc/self/status") if line.startswith("Seccomp:")))
+for line in open("/proc/self/mountinfo"):
+    fields = line.split()
+    if fields[4] in ("/home/student", "/tmp", "/dev/shm"):
+        print("mounted", fields[4], fields[fields.index("-") + 1])
 """
 
 
@@ -128,5 +134,7 @@ def test_a_kernel_sees_only_its_sandbox(manager_factory, tmp_path, fork_server):
     assert printed.count("write blocked") == 2 and "LEAK" not in printed
     assert "network blocked" in printed and "loopback works" in printed
     assert not (tmp_path / "hacked").exists()
-    if fork_server and os.geteuid() == 0:  # the relay's pipes: no log file or terminal to read or rewind
-        assert "output pipe pipe" in printed
+    assert "seccomp 2" in printed  # the filter (coursekit.seccomp) is on
+    assert "mounted /tmp tmpfs" in printed and "mounted /dev/shm tmpfs" in printed
+    if os.geteuid() == 0:  # the relay's pipes: no log file or terminal to read or rewind; home a tmpfs copy
+        assert "output pipe pipe" in printed and "mounted /home/student tmpfs" in printed
