@@ -32,7 +32,7 @@ DEFAULT_CHALLENGE = 20241108
 FORMAT_VERSION = 1
 
 # Hard limits on one record. A correct record is ~1.6 MB (Task 1.2's `d` and `y`).
-MAX_RECORD_CHARS = 24 * 1024 * 1024
+MAX_RECORD_CHARS = 4 * 1024 * 1024
 MAX_TENSOR_ELEMENTS = 1 << 20
 MAX_TENSORS = 64
 MAX_DIMENSIONS = 8

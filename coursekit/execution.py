@@ -14,8 +14,9 @@ Replaces `nbgrader.preprocessors.Execute` in nbgrader_config.py. On top of it:
   cell only after the kernel is gone, so no message from the kernel can
   change it; whatever the kernel itself printed or displayed as a score is
   dropped.
-- what the kernel sends is bounded: outputs per cell and per notebook, and the
-  size of any one message (a bigger one disconnects the kernel).
+- at most RECORDS_PER_CELL answer records of at most MAX_RECORD_CHARS each
+  count per test cell; the sandbox's kernel client (coursekit.sandbox) bounds
+  every message and the outputs of each cell and notebook.
 """
 from __future__ import annotations
 
@@ -25,7 +26,6 @@ import secrets
 import time
 from typing import Any
 
-import zmq
 from jupyter_core.utils import run_sync
 from nbclient.exceptions import DeadKernelError
 from nbformat import NotebookNode
@@ -43,7 +43,6 @@ from .statuses import GradingStatus
 
 TEST_SUFFIX = "_test"
 RECORDS_PER_CELL = 4
-TRUNCATED_NOTE = "\n[output truncated by the grader: this cell printed too much]\n"
 
 
 def error_output(name: str, message: str) -> NotebookNode:
@@ -90,15 +89,6 @@ class SandboxedExecute(Execute):
     unresponsive_grace = Integer(
         5, help="Seconds an interrupted cell has to stop before its kernel is killed."
     ).tag(config=True)
-    max_output_bytes_per_cell = Integer(
-        1 << 20, help="Characters of output kept per cell; the rest is dropped with a note."
-    ).tag(config=True)
-    max_output_bytes_per_notebook = Integer(
-        8 << 20, help="Characters of output kept per notebook; the rest is dropped with a note."
-    ).tag(config=True)
-    max_message_bytes = Integer(
-        64 << 20, help="Largest message accepted from a kernel; a larger one disconnects it."
-    ).tag(config=True)
 
     # The grader is not a widget front end: comm messages from student code
     # could otherwise redirect a cell's outputs or write into the notebook's metadata.
@@ -114,8 +104,6 @@ class SandboxedExecute(Execute):
         self._stop_reason = ""
         self._status = GradingStatus.GRADED
         self._verdicts: dict[int, tuple[Verdict, list[NotebookNode]]] = {}
-        self._notebook_output_size = 0
-        self._cell_output_size: dict[int, int] = {}
         try:
             nb, resources = super().preprocess(nb, resources, km=km)
         finally:
@@ -128,12 +116,6 @@ class SandboxedExecute(Execute):
             self._status, self._stop_reason = GradingStatus.UNREADABLE, status["unreadable"]
         status.update(status=self._status.value, reason=self._stop_reason)
         return nb, resources
-
-    def create_kernel_manager(self):
-        km = super().create_kernel_manager()
-        # Every socket to this kernel refuses messages beyond the cap.
-        km.context.setsockopt(zmq.MAXMSGSIZE, self.max_message_bytes)
-        return km
 
     async def async_execute_cell(self, cell, cell_index, execution_count=None, store_history=True):
         if cell.cell_type != "code" or not cell.source.strip():
@@ -171,25 +153,11 @@ class SandboxedExecute(Execute):
             await self.run_silently(f"__import__('coursekit.repairs').repairs.repair({answer_id!r}, globals())")
 
     def output(self, outs, msg, display_id, cell_index):
-        """Keep a bounded amount of output; answer records have their own bound."""
+        """Answer records beyond the size or count a test cell may send are dropped as they arrive."""
         out = super().output(outs, msg, display_id, cell_index)
-        if out is None:
-            return out
-        size = output_size(out)
-        if is_answer_record(out):
-            if size > MAX_RECORD_CHARS or sum(is_answer_record(o) for o in outs) > RECORDS_PER_CELL:
-                outs.remove(out)
-            return out
-        cell_size = self._cell_output_size.get(cell_index, 0)
-        if cell_size + size > self.max_output_bytes_per_cell or \
-                self._notebook_output_size + size > self.max_output_bytes_per_notebook:
+        if out is not None and is_answer_record(out) and (
+                output_size(out) > MAX_RECORD_CHARS or sum(is_answer_record(o) for o in outs) > RECORDS_PER_CELL):
             outs.remove(out)
-            if cell_size <= self.max_output_bytes_per_cell:
-                outs.append(NotebookNode(output_type="stream", name="stdout", text=TRUNCATED_NOTE))
-            self._cell_output_size[cell_index] = self.max_output_bytes_per_cell + 1
-            return out
-        self._cell_output_size[cell_index] = cell_size + size
-        self._notebook_output_size += size
         return out
 
     async def run_silently(self, code: str) -> bool:
