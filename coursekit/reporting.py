@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import CourseKitError
-from .execution import STATUS_CRASHED, STATUS_GRADED, STATUS_TIMED_OUT
+from .statuses import GradingStatus
 from .exporting import NO_SUBMISSION, TEST_SUFFIX, format_points
 from .grading import CellScore
 from .importing import ImportProblem
@@ -34,7 +34,7 @@ FULL_MARKS_TOLERANCE = 1e-6
 # A notebook that earns at most this share of the autograded points is probably blank or the wrong file.
 NEAR_BLANK_SHARE = 0.1
 # Statuses of notebooks the grader stopped: the points of the cells that ran before still count.
-PARTIAL_STATUSES = (STATUS_CRASHED, STATUS_TIMED_OUT)
+PARTIAL_STATUSES = (GradingStatus.CRASHED, GradingStatus.TIMED_OUT)
 TWO_TEAMS = "student-in-two-teams"
 STYLE = (
     "body{font-family:sans-serif;margin:2em;max-width:70em;color:#222}"
@@ -139,11 +139,11 @@ def _needs_attention(results: list[TeamResult], points: dict[str, TeamPoints], p
             rows.append(_row(result.team_id, f"{result.status} (partly graded)",
                              f"{result.reason}; the {earned} autograded points earned before it stopped count, "
                              "the cells after it score 0"))
-        elif result.status != STATUS_GRADED:
+        elif result.status != GradingStatus.GRADED:
             rows.append(_row(result.team_id, result.status, result.reason))
     for result in results:
         team = points[result.team_id]
-        if (result.status == STATUS_GRADED and team.autograded_max
+        if (result.status == GradingStatus.GRADED and team.autograded_max
                 and team.autograded <= NEAR_BLANK_SHARE * team.autograded_max):
             rows.append(_row(result.team_id, "blank or near-blank",
                              f"{format_points(team.autograded)} of {format_points(team.autograded_max)} autograded "
@@ -213,9 +213,9 @@ def _summary(results: list[TeamResult], scored: list[TeamResult], points: dict[s
         ("Teams", str(len(results))),
         ("Students in these teams", str(len(students))),
         ("Roster students without a submission", str(len(missing))),
-        ("Autograded", str(statuses.count(STATUS_GRADED))),
+        ("Autograded", str(statuses.count(GradingStatus.GRADED))),
         ("Partly autograded (kernel crashed or timed out)", str(partial)),
-        ("Not autograded (unreadable or missing notebook)", str(len(results) - statuses.count(STATUS_GRADED) - partial)),
+        ("Not autograded (unreadable or missing notebook)", str(len(results) - statuses.count(GradingStatus.GRADED) - partial)),
         ("Waiting for TA grading", str(sum(not points[result.team_id].fully_graded for result in scored))),
     ]
     if scored:
@@ -241,7 +241,7 @@ def _plots(results: list[TeamResult], scored: list[TeamResult], points: dict[str
     total_max = _assignment_max(results)
     task_means = _task_means(scored)
     # Teams the grader stopped lost their later tests to the stop, not to wrong answers.
-    wrong = _most_often_wrong([result for result in scored if result.status == STATUS_GRADED])
+    wrong = _most_often_wrong([result for result in scored if result.status == GradingStatus.GRADED])
     return {
         "teams": len(scored),
         "autograded_max": format_points(autograded_max),
