@@ -2,7 +2,9 @@
 
 Teams are graded, students are graded in OLAT: a pair's points are written for
 both members. Roster students without a submission get a row with 0 points, so
-the sheet lists everyone who has to receive a grade.
+the sheet lists everyone who has to receive a grade. Names, e-mails and team
+ids come from the roster and from uploads: every cell goes through
+`spreadsheet_safe`, so none runs as a formula when the sheet is opened.
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from .errors import CourseKitError
 from .grading import CellScore
 from .importing import RosterEntry
 from .records import TASK_CELLS, TeamResult
+from .safe_text import spreadsheet_safe
 
 NO_SUBMISSION = "no submission"
 TEST_SUFFIX = "_test"
@@ -42,7 +45,7 @@ def write_grades_csv(*, results: list[TeamResult], roster: tuple[RosterEntry, ..
         with path.open("w", encoding="utf-8", newline="") as file:
             writer = csv.DictWriter(file, fieldnames=COLUMNS)
             writer.writeheader()
-            writer.writerows(rows)
+            writer.writerows({column: spreadsheet_safe(value) for column, value in row.items()} for row in rows)
     except OSError as error:
         raise CourseKitError(f"cannot write {path} ({error.strerror or error}); choose another output folder.") from None
 

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from coursekit.errors import CourseKitError
-from coursekit.importing import ImportResult, RosterEntry, Submission, import_download, read_roster, write_submissions
+from coursekit.importing import (NOTEBOOK_SIZE_LIMIT, ImportResult, RosterEntry, Submission, import_download,
+                                 read_roster, write_submissions)
 
 NOTEBOOK = b'{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}'
 OTHER_NOTEBOOK = b'{"cells": [], "metadata": {"changed": true}, "nbformat": 4, "nbformat_minor": 5}'
@@ -323,13 +324,13 @@ def test_password_protected_notebooks_are_reported(tmp_path):
 
 
 def test_oversized_notebooks_are_skipped_and_reported(tmp_path):
-    huge = b" " * (51 * 1024 * 1024)
+    huge = os.urandom(NOTEBOOK_SIZE_LIMIT + 1)
     download = make_zip(tmp_path / "download.zip", {"1/jdoe_ml_ex2.ipynb": huge, "2/anna_ml_ex2.ipynb": NOTEBOOK})
     result = import_download(download=download)
     assert [submission.team_id for submission in result.submissions] == ["anna"]
     [problem] = result.problems
     assert (problem.kind, problem.origin) == ("ignored-file", "download.zip › 1/jdoe_ml_ex2.ipynb")
-    assert "50 MiB" in problem.message
+    assert "larger than 20 MiB" in problem.message
 
 
 def test_write_submissions_lays_out_nbgrader_folders_and_keeps_the_download(tmp_path):
@@ -366,7 +367,9 @@ def test_write_submissions_keeps_unchanged_files_and_overwrites_changed_ones(tmp
     for path in course.rglob("*.*"):
         os.utime(path, (long_ago, long_ago))
 
-    changed = Submission(**{**vars(result.submissions[1]), "content": OTHER_NOTEBOOK})
+    changed_copy = tmp_path / "changed.ipynb"
+    changed_copy.write_bytes(OTHER_NOTEBOOK)
+    changed = Submission(**{**vars(result.submissions[1]), "staged": changed_copy})
     again = write_submissions(
         result=ImportResult(submissions=(result.submissions[0], changed), problems=(), roster=(), missing=()),
         course_root=course, assignment_id="ex2b", notebook_name="other",
