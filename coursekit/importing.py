@@ -151,8 +151,8 @@ class _File:
 class _Budget:
     """What the whole import may still read; an upload cannot spend more than is left."""
 
-    entries: int = TOTAL_ENTRY_LIMIT
-    size: int = TOTAL_SIZE_LIMIT
+    entries: int = field(default_factory=lambda: TOTAL_ENTRY_LIMIT)
+    size: int = field(default_factory=lambda: TOTAL_SIZE_LIMIT)
 
 
 class _TooLarge(Exception):
