@@ -34,7 +34,7 @@ from typing import BinaryIO
 
 from .errors import CourseKitError
 from .notebooks import ASSIGNMENT_ID, NOTEBOOK_NAME
-from .safe_text import one_line
+from .safe_text import one_line, visible
 
 _SEPARATOR = " › "
 _MEBIBYTE = 1024 * 1024
@@ -449,7 +449,7 @@ def _refusal(file: _File, *, limit: int, what: str) -> str | None:
     if (file.compressed_size is not None and file.size > _RATIO_CHECK_FROM
             and file.size > COMPRESSION_RATIO_LIMIT * max(file.compressed_size, 1)):
         return (f"{what} compressed more than {COMPRESSION_RATIO_LIMIT}-fold"
-                f" ({file.compressed_size} bytes for {file.size // _MEBIBYTE} MiB, a zip bomb?)")
+                f" ({file.compressed_size} bytes for {file.size / _MEBIBYTE:.1f} MiB, a zip bomb?)")
     return None
 
 
@@ -508,7 +508,7 @@ def _team_members(file: _File, walk: _Walk) -> tuple[str, ...] | None:
     """The team a file's name gives, or None after reporting why the name cannot be used."""
     match = _SUBMISSION_FILE.fullmatch(file.name) if len(file.name) <= _FILE_NAME_LENGTH_LIMIT else None
     if match is None:
-        message = (f"{one_line(file.name, limit=120)!r} is not named {_EXPECTED_NAMES}; "
+        message = (f"'{visible(file.name, limit=120)}' is not named {_EXPECTED_NAMES}; "
                    "find out whose it is, rename it and import again.")
         walk.report(file.origin, "unmatched-name", message)
         return None
@@ -516,7 +516,7 @@ def _team_members(file: _File, walk: _Walk) -> tuple[str, ...] | None:
     unusable = [name for name in members
                 if len(name) > USER_NAME_LENGTH_LIMIT or _RESERVED_NAMES.fullmatch(name) or name.endswith(".")]
     if unusable:
-        message = (f"the file name's user name {one_line(unusable[0], limit=80)!r} is not an OLAT user name"
+        message = (f"the file name's user name '{visible(unusable[0], limit=80)}' is not an OLAT user name"
                    f" (longer than {USER_NAME_LENGTH_LIMIT} characters, or a name Windows reserves);"
                    " find out whose it is, rename it and import again.")
         walk.report(file.origin, "unmatched-name", message)
@@ -633,7 +633,7 @@ def _is_litter(name: str) -> bool:
 def _shown(name: str | Path) -> str:
     """A name from the download as reports show it: printable, one line, not endless."""
     text = name.as_posix() if isinstance(name, Path) else name
-    return one_line(text, limit=200)
+    return visible(text, limit=200)
 
 
 def _member_name(info: zipfile.ZipInfo) -> str:

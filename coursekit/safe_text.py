@@ -18,6 +18,7 @@ _ESCAPE_SEQUENCE = re.compile(
 )
 # C0 and C1 controls except tab and newline, and the bidirectional overrides that reorder what a reader sees.
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_SPELLED_OUT = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 # Lone surrogates come from undecodable file names (os.fsdecode); they cannot be written as UTF-8.
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
 # Spreadsheets (Excel, LibreOffice, Google Sheets) treat a cell starting with one of these as a formula.
@@ -30,6 +31,14 @@ def printable(text: object) -> str:
     text = _SURROGATE.sub("\ufffd", str(text))
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     return _CONTROL.sub("", _ESCAPE_SEQUENCE.sub("", text))
+
+
+def visible(text: object, *, limit: int = 200) -> str:
+    """A name as reports show it: control characters spelled out (`\\x1b`), so that
+    `jdoe\\x1b[2J_ml_ex2.ipynb` does not pass for `jdoe_ml_ex2.ipynb`; one line, at most `limit` characters."""
+    text = _SURROGATE.sub("\ufffd", str(text))
+    text = _SPELLED_OUT.sub(lambda match: match[0].encode("unicode_escape").decode("ascii"), text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def one_line(text: object, *, limit: int = 300) -> str:
