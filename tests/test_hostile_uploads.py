@@ -2,10 +2,12 @@
 graded by the real `coursekit grade` (real nbgrader, real sandbox) — then graded again."""
 import csv
 import html
+import io
 import re
 import stat
 import subprocess
 import sys
+import time
 import zipfile
 
 import nbformat
@@ -13,6 +15,7 @@ import pytest
 
 from coursekit import demo
 from coursekit.notebooks import fill_answers, master_answers, read_notebook
+from coursekit.rebuild import read_cells
 from coursekit.workflow import read_state
 from conftest import MASTER_PATH, RELEASE_PATH, REPOSITORY
 
@@ -174,3 +177,15 @@ def test_a_state_file_keeps_only_well_formed_entries(tmp_path):
     state_file.write_text('{"anna": "abc", "bob": 3, "carl": null}')
     assert read_state(state_file) == ({"anna": "abc"}, None)
     assert read_state(tmp_path / "missing.json") == ({}, None)
+
+
+def test_a_notebook_of_thousands_of_malformed_outputs_is_read_in_seconds():
+    # nbformat's validation of this takes minutes (quadratic in the number of bad outputs).
+    outputs = ",".join(["{}"] * 100_000)
+    content = ('{"cells": [{"cell_type": "code", "metadata": {"nbgrader": {"grade_id": "net_model"}}, "outputs": ['
+               + outputs + '], "source": ["net = ", "None"]}], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}')
+    started = time.monotonic()
+    notebook = read_cells(io.StringIO(content))
+    assert time.monotonic() - started < 10
+    [cell] = notebook.cells
+    assert (cell.source, cell.metadata, cell.outputs) == ("net = None", {"nbgrader": {"grade_id": "net_model"}}, [])
