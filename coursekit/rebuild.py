@@ -11,6 +11,7 @@ and nbgrader's own OverwriteCells then restores the hidden tests.
 from __future__ import annotations
 
 import copy
+import json
 import os
 from dataclasses import dataclass
 
@@ -158,6 +159,38 @@ class RebuildFromRelease(NbGraderPreprocessor):
         return rebuilt, resources
 
 
+def read_cells(file_stream) -> NotebookNode:
+    """The submission as the rebuild needs it: each cell's type, source and nbgrader metadata.
+
+    Read as plain JSON, not with nbformat: validating a notebook with a few
+    thousand malformed outputs or cells takes nbformat minutes (30 KB of `{}`
+    outputs: over a minute), and the rebuild takes nothing else from a cell.
+    """
+    data = json.load(file_stream)
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    cells = data.get("cells")
+    if isinstance(data.get("worksheets"), list):  # nbformat 3
+        cells = [cell for sheet in data["worksheets"] if isinstance(sheet, dict)
+                 for cell in (sheet.get("cells") if isinstance(sheet.get("cells"), list) else [])]
+    if not isinstance(cells, list):
+        raise ValueError("no list of cells")
+    notebook = nbformat.v4.new_notebook()
+    for cell in cells:
+        if not isinstance(cell, dict):
+            continue
+        source = source_of({"source": cell.get("source", cell.get("input", ""))})
+        nbgrader = metadata_of(cell).get("nbgrader")
+        metadata = {"nbgrader": nbgrader} if isinstance(nbgrader, dict) else {}
+        if cell.get("cell_type") == "code":
+            notebook.cells.append(nbformat.v4.new_code_cell(source, metadata=metadata))
+        elif cell.get("cell_type") in ("markdown", "heading"):
+            notebook.cells.append(nbformat.v4.new_markdown_cell(source, metadata=metadata))
+        else:
+            notebook.cells.append(nbformat.v4.new_raw_cell(source, metadata=metadata))
+    return notebook
+
+
 class TolerantNotebookExporter(NotebookExporter):
     """Reads any file as a notebook: what cannot be read becomes an empty one, marked why.
 
@@ -168,10 +201,8 @@ class TolerantNotebookExporter(NotebookExporter):
 
     def from_file(self, file_stream, resources: ResourcesDict | None = None, **kw):
         try:
-            notebook = nbformat.read(file_stream, as_version=4)
-            if not isinstance(notebook.get("cells"), list):
-                raise ValueError("no list of cells")
-        except Exception as error:
+            notebook = read_cells(file_stream)
+        except (Exception, MemoryError) as error:
             notebook = nbformat.v4.new_notebook()
             notebook.metadata[STATUS_KEY] = {"unreadable": f"not a readable notebook ({type(error).__name__})"}
         return self.from_notebook_node(notebook, resources=resources, **kw)
