@@ -164,7 +164,8 @@ def test_a_rerun_on_the_saved_state_grades_nothing_and_gives_the_same_grades(gra
     assert grades_of(work)["carl"]["autograded"] == "48"
 
 
-@pytest.mark.parametrize("content", [b"{not json", b"[1, 2]", b'{"a": 1', b"\xff\xfe", b"[" * 100_000])
+@pytest.mark.parametrize("content", [b"{not json", b"[1, 2]", b'{"a": 1', b"\xff\xfe", b"[" * 100_000],
+                         ids=["broken", "a-list", "cut-off", "not-utf8", "nested-too-deep"])
 def test_a_damaged_state_file_means_grading_again_not_a_crash(tmp_path, content):
     state_file = tmp_path / "graded.json"
     state_file.write_bytes(content)
