@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 from dataclasses import dataclass
 
 import nbformat
@@ -24,6 +25,7 @@ from nbgrader.coursedir import CourseDirectory
 from nbgrader.preprocessors import NbGraderPreprocessor
 
 STATUS_KEY = "coursekit"
+CELL_ID = re.compile(r"[a-zA-Z0-9_-]{1,64}")  # nbformat 4.5's cell ids
 
 
 @dataclass(frozen=True)
@@ -160,11 +162,12 @@ class RebuildFromRelease(NbGraderPreprocessor):
 
 
 def read_cells(file_stream) -> NotebookNode:
-    """The submission as the rebuild needs it: each cell's type, source and nbgrader metadata.
+    """A notebook file's cells (type, id, source, metadata) and metadata; outputs are left out.
 
     Read as plain JSON, not with nbformat: validating a notebook with a few
     thousand malformed outputs or cells takes nbformat minutes (30 KB of `{}`
-    outputs: over a minute), and the rebuild takes nothing else from a cell.
+    outputs: over a minute). Outputs are never graded: the rebuild clears them.
+    The metadata stays, since the execution pass reads the status the rebuild left.
     """
     data = json.load(file_stream)
     if not isinstance(data, dict):
@@ -175,19 +178,21 @@ def read_cells(file_stream) -> NotebookNode:
                  for cell in (sheet.get("cells") if isinstance(sheet.get("cells"), list) else [])]
     if not isinstance(cells, list):
         raise ValueError("no list of cells")
-    notebook = nbformat.v4.new_notebook()
+    metadata = data.get("metadata")
+    notebook = nbformat.v4.new_notebook(metadata=nbformat.from_dict(metadata if isinstance(metadata, dict) else {}))
     for cell in cells:
         if not isinstance(cell, dict):
             continue
         source = source_of({"source": cell.get("source", cell.get("input", ""))})
-        nbgrader = metadata_of(cell).get("nbgrader")
-        metadata = {"nbgrader": nbgrader} if isinstance(nbgrader, dict) else {}
+        fields = {"metadata": nbformat.from_dict(metadata_of(cell))}
+        if isinstance(cell.get("id"), str) and CELL_ID.fullmatch(cell["id"]):
+            fields["id"] = cell["id"]
         if cell.get("cell_type") == "code":
-            notebook.cells.append(nbformat.v4.new_code_cell(source, metadata=metadata))
+            notebook.cells.append(nbformat.v4.new_code_cell(source, **fields))
         elif cell.get("cell_type") in ("markdown", "heading"):
-            notebook.cells.append(nbformat.v4.new_markdown_cell(source, metadata=metadata))
+            notebook.cells.append(nbformat.v4.new_markdown_cell(source, **fields))
         else:
-            notebook.cells.append(nbformat.v4.new_raw_cell(source, metadata=metadata))
+            notebook.cells.append(nbformat.v4.new_raw_cell(source, **fields))
     return notebook
 
 

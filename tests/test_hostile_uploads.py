@@ -190,3 +190,4 @@ def test_a_notebook_of_thousands_of_malformed_outputs_is_read_in_seconds():
     assert time.monotonic() - started < 10
     [cell] = notebook.cells
     assert (cell.source, cell.metadata, cell.outputs) == ("net = None", {"nbgrader": {"grade_id": "net_model"}}, [])
+    assert notebook.metadata == {}
