@@ -39,8 +39,9 @@ from .safe_text import one_line, visible
 _SEPARATOR = " › "
 _MEBIBYTE = 1024 * 1024
 # Caps on what an upload can make the import read (README: "What an upload cannot do").
-# No notebook of this exercise comes near 20 MiB; a larger one is a mistake or a bomb.
-NOTEBOOK_SIZE_LIMIT = 20 * _MEBIBYTE
+# No notebook of this exercise comes near 10 MiB (the release is 60 KB); a larger one is a mistake or a bomb.
+# Parsing JSON takes up to ~25 times its size in memory: 10 MiB keeps nbgrader's processes far below 1 GiB.
+NOTEBOOK_SIZE_LIMIT = 10 * _MEBIBYTE
 # A zip inside the download (a team's own), uncompressed, and the sum of what its entries declare.
 ARCHIVE_SIZE_LIMIT = 512 * _MEBIBYTE
 # Counted from the download: a team's zip is level 1, a zip inside it level 2.

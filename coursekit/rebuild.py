@@ -25,6 +25,8 @@ from nbgrader.coursedir import CourseDirectory
 from nbgrader.preprocessors import NbGraderPreprocessor
 
 STATUS_KEY = "coursekit"
+# Metadata a notebook of this course needs is a few hundred values; junk beyond this is dropped.
+METADATA_NODE_LIMIT = 100_000
 CELL_ID = re.compile(r"[a-zA-Z0-9_-]{1,64}")  # nbformat 4.5's cell ids
 
 
@@ -178,13 +180,13 @@ def read_cells(file_stream) -> NotebookNode:
                  for cell in (sheet.get("cells") if isinstance(sheet.get("cells"), list) else [])]
     if not isinstance(cells, list):
         raise ValueError("no list of cells")
-    metadata = data.get("metadata")
-    notebook = nbformat.v4.new_notebook(metadata=nbformat.from_dict(metadata if isinstance(metadata, dict) else {}))
+    budget = [METADATA_NODE_LIMIT]
+    notebook = nbformat.v4.new_notebook(metadata=nbformat.from_dict(bounded_copy(metadata_of(data), budget)))
     for cell in cells:
         if not isinstance(cell, dict):
             continue
         source = source_of({"source": cell.get("source", cell.get("input", ""))})
-        fields = {"metadata": nbformat.from_dict(metadata_of(cell))}
+        fields = {"metadata": nbformat.from_dict(bounded_copy(metadata_of(cell), budget))}
         if isinstance(cell.get("id"), str) and CELL_ID.fullmatch(cell["id"]):
             fields["id"] = cell["id"]
         if cell.get("cell_type") == "code":
@@ -194,6 +196,18 @@ def read_cells(file_stream) -> NotebookNode:
         else:
             notebook.cells.append(nbformat.v4.new_raw_cell(source, **fields))
     return notebook
+
+
+def bounded_copy(value, budget: list[int], depth: int = 0):
+    """A copy of JSON `value` with at most `budget[0]` containers and values in all and 10 levels;
+    what is beyond is left out, so that megabytes of `{}` in metadata cannot take gigabytes."""
+    budget[0] -= 1
+    if isinstance(value, dict):
+        return {key: bounded_copy(item, budget, depth + 1) for key, item in value.items()
+                if budget[0] > 0 and depth < 10}
+    if isinstance(value, list):
+        return [bounded_copy(item, budget, depth + 1) for item in value if budget[0] > 0 and depth < 10]
+    return value
 
 
 class TolerantNotebookExporter(NotebookExporter):

@@ -333,7 +333,7 @@ def test_oversized_notebooks_are_skipped_and_reported(tmp_path):
     assert [submission.team_id for submission in result.submissions] == ["anna"]
     [problem] = result.problems
     assert (problem.kind, problem.origin) == ("ignored-file", "download.zip › 1/jdoe_ml_ex2.ipynb")
-    assert "larger than 20 MiB" in problem.message
+    assert "larger than 10 MiB" in problem.message
 
 
 def test_write_submissions_lays_out_nbgrader_folders_and_keeps_the_download(tmp_path):
