@@ -38,9 +38,16 @@ def command_grade(arguments: argparse.Namespace) -> int:
 
     summary = grade_download(download=arguments.download, course_root=arguments.course.resolve(),
                              output_folder=arguments.output.resolve(), workers=arguments.workers,
-                             roster=arguments.roster)
+                             roster=arguments.roster, accepted_uploads=tuple(arguments.accept_upload_for_other_team))
     print("\n".join(summary.lines()))
     return 0
+
+
+def uploader_and_team(text: str) -> tuple[str, str]:
+    uploader, separator, team = text.partition(":")
+    if not separator or not uploader.strip() or not team.strip():
+        raise argparse.ArgumentTypeError(f"{text!r} is not UPLOADER:TEAM, e.g. jdoe:anna_bob")
+    return uploader.strip().lower(), team.strip()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,6 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
     grade.add_argument("--output", type=Path, default=Path("results"),
                        help="folder for grades.csv, feedback/, integrity and report.html (default: results)")
     grade.add_argument("--workers", type=int, default=default_workers(), help="parallel graders (default: cores)")
+    grade.add_argument("--accept-upload-for-other-team", metavar="UPLOADER:TEAM", action="append", default=[],
+                       type=uploader_and_team,
+                       help="grade a notebook that OLAT user UPLOADER uploaded for TEAM (e.g. jdoe:anna_bob) although"
+                            " UPLOADER is not in that team; repeat for several. Without it such uploads are reported"
+                            " and not graded")
     grade.set_defaults(handler=command_grade)
 
     accuracy = commands.add_parser("accuracy", help="grade the labelled answer corpus and print the accuracy table")

@@ -2,7 +2,9 @@
 
 Teams are graded, students are graded in OLAT: a pair's points are written for
 both members. Roster students without a submission get a row with 0 points, so
-the sheet lists everyone who has to receive a grade.
+the sheet lists everyone who has to receive a grade. Names, e-mails and team
+ids come from the roster and from uploads: every cell goes through
+`spreadsheet_safe`, so none runs as a formula when the sheet is opened.
 """
 from __future__ import annotations
 
@@ -13,6 +15,8 @@ from .errors import CourseKitError
 from .grading import CellScore
 from .importing import RosterEntry
 from .records import TASK_CELLS, TeamResult
+from .safe_text import spreadsheet_safe
+from .statuses import GradingStatus
 
 NO_SUBMISSION = "no submission"
 TEST_SUFFIX = "_test"
@@ -42,18 +46,20 @@ def write_grades_csv(*, results: list[TeamResult], roster: tuple[RosterEntry, ..
         with path.open("w", encoding="utf-8", newline="") as file:
             writer = csv.DictWriter(file, fieldnames=COLUMNS)
             writer.writeheader()
-            writer.writerows(rows)
+            writer.writerows({column: spreadsheet_safe(value) for column, value in row.items()} for row in rows)
     except OSError as error:
         raise CourseKitError(f"cannot write {path} ({error.strerror or error}); choose another output folder.") from None
 
 
 def summary_counts(*, results: list[TeamResult]) -> dict[str, int]:
-    """How many teams were graded, could not be graded, and still wait for a TA."""
-    graded = sum(result.status == "graded" for result in results)
+    """How many teams were graded, graded in part (crashed or timed out, points so far kept),
+    could not be graded at all, and still wait for a TA."""
+    graded = sum(result.status == GradingStatus.GRADED for result in results)
+    partial = sum(result.status in (GradingStatus.CRASHED, GradingStatus.TIMED_OUT) for result in results)
     return {
         "graded": graded,
-        # Every status other than "graded" means there are no real points, so it counts as failed.
-        "failed": len(results) - graded,
+        "partly graded": partial,
+        "failed": len(results) - graded - partial,
         "needs manual grading": sum(result.needs_manual_grading for result in results),
     }
 

@@ -8,21 +8,36 @@ Locked cells are skipped because nbgrader restores them from the gradebook
 before grading, so only their metadata can matter. Cells are parsed with `ast`
 so that names are resolved through imports (`F.softmax` is torch's, `self.W`
 is the student's own); a cell that does not parse is scanned line by line.
+
+Any upload can be scanned without stopping the run: the scan reads at most
+SCAN_SIZE_LIMIT bytes of notebook, CELL_SIZE_LIMIT characters of a cell and
+LINE_SIZE_LIMIT characters of a line, stops after SCAN_SECONDS, and whatever
+still goes wrong (a parser out of memory on deeply nested code) becomes a
+finding that says what could not be scanned.
 """
 from __future__ import annotations
 
 import ast
+import json
 import re
+import time
 import warnings
 from dataclasses import dataclass
 
-import nbformat
+from .safe_text import one_line, printable
 
 CODE_LIMIT = 200
 UNREADABLE = "unreadable-notebook"
 SYNTAX_ERROR = "syntax-error"
-# RecursionError: deeply nested code is legal Python the parser still cannot read.
-PARSE_ERRORS = (SyntaxError, ValueError, RecursionError)
+NOT_SCANNED = "not-scanned"
+# RecursionError and MemoryError: deeply nested code (`- - - … 1`) is legal Python the parser still cannot read.
+PARSE_ERRORS = (SyntaxError, ValueError, RecursionError, MemoryError)
+# Bounds of the scan of one notebook; the notebooks of this exercise are far below them.
+# JSON of tiny objects takes ~25 times its size in memory: 8 MiB stays far below a gigabyte.
+SCAN_SIZE_LIMIT = 8 * 1024 * 1024
+CELL_SIZE_LIMIT = 200_000
+LINE_SIZE_LIMIT = 2_000
+SCAN_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -154,33 +169,91 @@ STRING_LITERAL = re.compile(r"""(?P<quote>['"])(?P<text>.*?)(?P=quote)""")
 OPEN_OUTSIDE = re.compile(r"""(?<![\w.])(?:open|Path)\s*\(\s*[rbuf]*['"](?:/|~|[A-Za-z]:[/\\]|\.\.)""")
 
 
-def scan_notebook(*, content: bytes, trusted_sources: frozenset[str] | None = None) -> tuple[Finding, ...]:
+class ScanTimeout(Exception):
+    """The notebook's scan used up SCAN_SECONDS."""
+
+
+class Deadline:
+    def __init__(self, seconds: float):
+        self.end = time.monotonic() + seconds
+
+    def check(self) -> None:
+        if time.monotonic() > self.end:
+            raise ScanTimeout
+
+
+def scan_notebook(*, content: bytes, trusted_sources: frozenset[str] | None = None,
+                  seconds: float = SCAN_SECONDS) -> tuple[Finding, ...]:
     """What looks suspicious in the cells a student can edit, in notebook order.
 
     With `trusted_sources` (the stripped sources of the release's locked cells),
     a cell is skipped only when its code is the instructor's, whatever its
-    metadata claims: students can mark their own cells as locked.
+    metadata claims: students can mark their own cells as locked. Never raises:
+    a notebook that cannot be scanned gets a finding that says so.
     """
+    if len(content) > SCAN_SIZE_LIMIT:
+        return (Finding(NOT_SCANNED, "notebook", 0, "",
+                        f"larger than {SCAN_SIZE_LIMIT // (1024 * 1024)} MiB, not scanned; open the file by hand"),)
     try:
-        notebook = nbformat.reads(content.decode("utf-8-sig"), as_version=4, capture_validation_error={})
-        cells = [cell for cell in notebook["cells"] if isinstance(cell, dict)]
-    except Exception as error:
+        cells = notebook_cells(content)
+    except (Exception, RecursionError, MemoryError) as error:
         return (Finding(UNREADABLE, "notebook", 0, "",
                         f"not a readable notebook ({type(error).__name__}); open the file by hand"),)
+    findings: list[Finding] = []
+    try:
+        scan_cells(cells, trusted_sources, findings, Deadline(seconds))
+    except ScanTimeout:
+        findings.append(Finding(NOT_SCANNED, "notebook", 0, "",
+                                f"the scan stopped after {seconds:g} s; the cells after the last finding"
+                                " were not scanned, read them by hand"))
+    except (Exception, RecursionError, MemoryError) as error:
+        findings.append(Finding(NOT_SCANNED, "notebook", 0, "",
+                                f"the scan failed ({type(error).__name__}); read the notebook by hand"))
+    return tuple(findings)
+
+
+def notebook_cells(content: bytes) -> list[dict]:
+    """The cells of a notebook file, read as plain JSON.
+
+    Not with nbformat: its validation of a notebook with many malformed
+    outputs takes minutes and gigabytes, and the scan needs only the cells.
+    """
+    notebook = json.loads(content.decode("utf-8-sig"))
+    if not isinstance(notebook, dict):
+        raise ValueError("not a JSON object")
+    if isinstance(notebook.get("worksheets"), list):  # nbformat 3
+        cells = [cell for sheet in notebook["worksheets"] if isinstance(sheet, dict)
+                 for cell in (sheet.get("cells") if isinstance(sheet.get("cells"), list) else [])]
+    elif isinstance(notebook.get("cells"), list):
+        cells = notebook["cells"]
+    else:
+        raise ValueError("no list of cells")
+    return [cell for cell in cells if isinstance(cell, dict)]
+
+
+def scan_cells(cells: list[dict], trusted_sources: frozenset[str] | None, findings: list[Finding],
+               deadline: Deadline) -> None:
     code_cells = [(label_of(cell, position), cell) for position, cell in enumerate(cells, start=1)
                   if cell.get("cell_type") == "code"]
     # Imports of any cell, locked ones included, are visible to all later cells.
-    aliases = imported_names([lines_of(cell) for _, cell in code_cells])
-    findings = []
+    aliases = imported_names([lines_of(cell) for _, cell in code_cells], deadline=deadline)
     for label, cell in code_cells:
+        deadline.check()
         findings.extend(execution_metadata_findings(label, cell))
+        lines = lines_of(cell)
         if trusted_sources is not None:
-            trusted = "\n".join(lines_of(cell)).strip() in trusted_sources
+            trusted = "\n".join(lines).strip() in trusted_sources
         else:
             trusted = bool(nbgrader_metadata(cell).get("locked"))
-        if not trusted:
-            findings.extend(scan_cell(label=label, lines=lines_of(cell), aliases=aliases))
-    return tuple(findings)
+        if trusted:
+            continue
+        size = sum(len(text) + 1 for text in lines)
+        if size > CELL_SIZE_LIMIT:
+            findings.append(Finding(NOT_SCANNED, label, 0, "",
+                                    f"{size} characters of code, more than the scan reads"
+                                    f" ({CELL_SIZE_LIMIT}); read this cell by hand"))
+            continue
+        findings.extend(scan_cell(label=label, lines=lines, aliases=aliases, deadline=deadline))
 
 
 def nbgrader_metadata(cell: dict) -> dict:
@@ -190,12 +263,14 @@ def nbgrader_metadata(cell: dict) -> dict:
 
 
 def label_of(cell: dict, position: int) -> str:
+    # The grade id comes from the student's file: shown, it must be short and printable.
     grade_id = nbgrader_metadata(cell).get("grade_id")
-    return grade_id if isinstance(grade_id, str) and grade_id else f"cell {position}"
+    label = one_line(grade_id, limit=80) if isinstance(grade_id, str) else ""
+    return label or f"cell {position}"
 
 
 def lines_of(cell: dict) -> list[str]:
-    source = cell.get("source", "")
+    source = cell.get("source", cell.get("input", ""))  # "input": nbformat 3
     if isinstance(source, list):
         source = "".join(part for part in source if isinstance(part, str))
     if not isinstance(source, str):
@@ -244,12 +319,14 @@ def parse(python: str) -> ast.Module:
         return ast.parse(python)
 
 
-def imported_names(cells: list[list[str]]) -> dict[str, str]:
+def imported_names(cells: list[list[str]], *, deadline: Deadline | None = None) -> dict[str, str]:
     """Local name -> what it refers to, e.g. {"F": "torch.nn.functional", "T": "torch.Tensor"}."""
     trees = []
     for lines in cells:
+        if deadline is not None:
+            deadline.check()
         python = as_python(lines)
-        if python is None:
+        if python is None or len(python) > CELL_SIZE_LIMIT:
             continue
         try:
             trees.append(parse(python))
@@ -304,21 +381,23 @@ def module_rule(name: str) -> tuple[str, str] | None:
 class CellFindings:
     """The findings of one cell, at most one per line and category."""
 
-    def __init__(self, label: str, lines: list[str]):
+    def __init__(self, label: str, lines: list[str], deadline: Deadline | None = None):
         self.label = label
         self.lines = lines
+        self.deadline = deadline
         self.by_position: dict[tuple[int, str], Finding] = {}
 
     def add(self, category: str, line: int, explanation: str) -> None:
-        code = self.lines[line - 1].strip()[:CODE_LIMIT] if 1 <= line <= len(self.lines) else ""
+        code = printable(self.lines[line - 1][:CODE_LIMIT * 4]).strip()[:CODE_LIMIT] if 1 <= line <= len(self.lines) else ""
         self.by_position.setdefault((line, category), Finding(category, self.label, line, code, explanation))
 
     def in_order(self) -> list[Finding]:
         return [self.by_position[position] for position in sorted(self.by_position)]
 
 
-def scan_cell(*, label: str, lines: list[str], aliases: dict[str, str]) -> list[Finding]:
-    found = CellFindings(label, lines)
+def scan_cell(*, label: str, lines: list[str], aliases: dict[str, str],
+              deadline: Deadline | None = None) -> list[Finding]:
+    found = CellFindings(label, lines, deadline)
     patch_roots = set(aliases) | set(USUAL_MODULES) | {"__builtins__"}
     magic = cell_magic(lines)
     if magic is not None and magic not in PYTHON_CELL_MAGICS:
@@ -352,11 +431,11 @@ def scan_python(found: CellFindings, aliases: dict[str, str], patch_roots: set[s
     try:
         CodeScanner(found, aliases).visit(parse(as_python(found.lines)))
         return
-    except RecursionError:
+    except (RecursionError, MemoryError):
         line, message = 0, "too deeply nested"
     except PARSE_ERRORS as error:
         line = getattr(error, "lineno", None) or 0
-        message = getattr(error, "msg", None) or str(error)
+        message = one_line(getattr(error, "msg", None) or str(error), limit=120)
     found.add(SYNTAX_ERROR, line, f"the cell could not be parsed ({message}); it was scanned line by line instead")
     for number, text in enumerate(found.lines, start=1):
         if not text.lstrip().startswith("#"):
@@ -368,7 +447,10 @@ def scan_line(found: CellFindings, number: int, patch_roots: set[str], *, shell:
 
     In shell commands paths are bare words, not string literals.
     """
-    text = found.lines[number - 1]
+    if found.deadline is not None:
+        found.deadline.check()
+    # Some patterns take time that grows with the square of a line's length; code lines are short.
+    text = found.lines[number - 1][:LINE_SIZE_LIMIT]
     for pattern, (category, explanation) in LINE_RULES:
         if pattern.search(text):
             found.add(category, number, explanation)
@@ -512,7 +594,8 @@ def format_report(*, findings_by_team: dict[str, tuple[Finding, ...]]) -> str:
             lines.append(f"    -> {finding.explanation}")
     if clean:
         lines += ["", f"No findings ({len(clean)}): {', '.join(clean)}"]
-    return "\n".join(lines) + "\n"
+    # Every line holds text from uploads (team ids, cell ids, code): no escape sequence reaches a terminal.
+    return "\n".join(printable(line) for line in lines) + "\n"
 
 
 def report_html(*, findings_by_team: dict[str, tuple[Finding, ...]]) -> str:

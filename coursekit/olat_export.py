@@ -29,6 +29,7 @@ from .exporting import format_points, is_autograded
 from .importing import RosterEntry
 from .notebooks import NOTEBOOK_NAME
 from .records import TeamResult
+from .safe_text import spreadsheet_safe
 from .statuses import GradingStatus
 
 OLAT_FOLDER = "olat"
@@ -39,7 +40,6 @@ BULK_COLUMNS = ("username", "score", "passed", "comment")
 LEFT_OUT_COLUMNS = ("username", "team", "reason")
 # The name students find in their returned files.
 FEEDBACK_FILE_NAME = f"{NOTEBOOK_NAME}_feedback.html"
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 class OlatExport(Configurable):
@@ -86,18 +86,6 @@ def pass_mark(*, config) -> float:
     if value < 0:
         raise CourseKitError(f"c.OlatExport.pass_mark is {value:g}; set it to the points needed to pass (0 or more).")
     return value
-
-
-def neutralize_formula(text: str) -> str:
-    """A cell a spreadsheet would run as a formula gets a leading apostrophe; numbers stay numbers."""
-    # TODO(merge): use the shared helper of coursekit/safe_text.py instead of this local copy.
-    if not text.startswith(FORMULA_STARTS):
-        return text
-    try:
-        float(text)
-        return text
-    except ValueError:
-        return "'" + text
 
 
 def one_line(text: str) -> str:
@@ -168,12 +156,12 @@ def write_bulk_assessment(*, rows: tuple[BulkAssessmentRow, ...], path: Path) ->
     lines = [BULK_COLUMNS] + [
         (row.username, format_score(row.score), "yes" if row.passed else "no", row.comment) for row in rows
     ]
-    _write_csv(path, [[neutralize_formula(one_line(value)) for value in line] for line in lines])
+    _write_csv(path, [[spreadsheet_safe(one_line(value)) for value in line] for line in lines])
 
 
 def write_left_out(*, left_out: tuple[LeftOut, ...], path: Path) -> None:
     lines = [LEFT_OUT_COLUMNS] + [(entry.username, entry.team, entry.reason) for entry in left_out]
-    _write_csv(path, [[neutralize_formula(value) for value in line] for line in lines])
+    _write_csv(path, [[spreadsheet_safe(value) for value in line] for line in lines])
 
 
 def write_return_files(*, rows: tuple[BulkAssessmentRow, ...], path: Path) -> None:

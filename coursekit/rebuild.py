@@ -11,7 +11,9 @@ and nbgrader's own OverwriteCells then restores the hidden tests.
 from __future__ import annotations
 
 import copy
+import json
 import os
+import re
 from dataclasses import dataclass
 
 import nbformat
@@ -23,6 +25,9 @@ from nbgrader.coursedir import CourseDirectory
 from nbgrader.preprocessors import NbGraderPreprocessor
 
 STATUS_KEY = "coursekit"
+# Metadata a notebook of this course needs is a few hundred values; junk beyond this is dropped.
+METADATA_NODE_LIMIT = 100_000
+CELL_ID = re.compile(r"[a-zA-Z0-9_-]{1,64}")  # nbformat 4.5's cell ids
 
 
 @dataclass(frozen=True)
@@ -158,6 +163,53 @@ class RebuildFromRelease(NbGraderPreprocessor):
         return rebuilt, resources
 
 
+def read_cells(file_stream) -> NotebookNode:
+    """A notebook file's cells (type, id, source, metadata) and metadata; outputs are left out.
+
+    Read as plain JSON, not with nbformat: validating a notebook with a few
+    thousand malformed outputs or cells takes nbformat minutes (30 KB of `{}`
+    outputs: over a minute). Outputs are never graded: the rebuild clears them.
+    The metadata stays, since the execution pass reads the status the rebuild left.
+    """
+    data = json.load(file_stream)
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    cells = data.get("cells")
+    if isinstance(data.get("worksheets"), list):  # nbformat 3
+        cells = [cell for sheet in data["worksheets"] if isinstance(sheet, dict)
+                 for cell in (sheet.get("cells") if isinstance(sheet.get("cells"), list) else [])]
+    if not isinstance(cells, list):
+        raise ValueError("no list of cells")
+    budget = [METADATA_NODE_LIMIT]
+    notebook = nbformat.v4.new_notebook(metadata=nbformat.from_dict(bounded_copy(metadata_of(data), budget)))
+    for cell in cells:
+        if not isinstance(cell, dict):
+            continue
+        source = source_of({"source": cell.get("source", cell.get("input", ""))})
+        fields = {"metadata": nbformat.from_dict(bounded_copy(metadata_of(cell), budget))}
+        if isinstance(cell.get("id"), str) and CELL_ID.fullmatch(cell["id"]):
+            fields["id"] = cell["id"]
+        if cell.get("cell_type") == "code":
+            notebook.cells.append(nbformat.v4.new_code_cell(source, **fields))
+        elif cell.get("cell_type") in ("markdown", "heading"):
+            notebook.cells.append(nbformat.v4.new_markdown_cell(source, **fields))
+        else:
+            notebook.cells.append(nbformat.v4.new_raw_cell(source, **fields))
+    return notebook
+
+
+def bounded_copy(value, budget: list[int], depth: int = 0):
+    """A copy of JSON `value` with at most `budget[0]` containers and values in all and 10 levels;
+    what is beyond is left out, so that megabytes of `{}` in metadata cannot take gigabytes."""
+    budget[0] -= 1
+    if isinstance(value, dict):
+        return {key: bounded_copy(item, budget, depth + 1) for key, item in value.items()
+                if budget[0] > 0 and depth < 10}
+    if isinstance(value, list):
+        return [bounded_copy(item, budget, depth + 1) for item in value if budget[0] > 0 and depth < 10]
+    return value
+
+
 class TolerantNotebookExporter(NotebookExporter):
     """Reads any file as a notebook: what cannot be read becomes an empty one, marked why.
 
@@ -168,10 +220,8 @@ class TolerantNotebookExporter(NotebookExporter):
 
     def from_file(self, file_stream, resources: ResourcesDict | None = None, **kw):
         try:
-            notebook = nbformat.read(file_stream, as_version=4)
-            if not isinstance(notebook.get("cells"), list):
-                raise ValueError("no list of cells")
-        except Exception as error:
+            notebook = read_cells(file_stream)
+        except (Exception, MemoryError) as error:
             notebook = nbformat.v4.new_notebook()
             notebook.metadata[STATUS_KEY] = {"unreadable": f"not a readable notebook ({type(error).__name__})"}
         return self.from_notebook_node(notebook, resources=resources, **kw)

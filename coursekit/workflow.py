@@ -8,6 +8,7 @@ findings, and write grades.csv and report.html.
 """
 from __future__ import annotations
 
+import dataclasses
 import filecmp
 import hashlib
 import json
@@ -29,6 +30,7 @@ from .grading import (autograde_shards, ensure_tools_on_path, nbgrader_in_fork, 
                       submission_path)
 from .notebooks import ASSIGNMENT_ID, NOTEBOOK_NAME, read_notebook
 from .records import TeamResult
+from .safe_text import one_line, printable
 
 STATE_FOLDER = ".coursekit"
 
@@ -46,10 +48,11 @@ class RunSummary:
 
     def lines(self) -> list[str]:
         counts = exporting.summary_counts(results=list(self.results))
-        return [
+        return [printable(line) for line in [
             f"teams: {len(self.results)} ({len(self.graded_now)} graded now, "
             f"{len(self.results) - len(self.graded_now)} unchanged) in {self.seconds:.0f} s",
-            f"graded: {counts['graded']}   failed: {counts['failed']}   "
+            f"graded: {counts['graded']}   partly graded (crashed, timed out): {counts['partly graded']}   "
+            f"failed: {counts['failed']}   "
             f"needs manual grading: {counts['needs manual grading']}",
             f"import problems: {len(self.problems)}   roster students without a submission: {len(self.missing)}",
             f"grades:    {self.output_folder / 'grades.csv'}",
@@ -58,7 +61,7 @@ class RunSummary:
             f"report:    {self.output_folder / 'report.html'}",
             *([f"OLAT:      {self.olat.bulk_assessment.parent} ({len(self.olat.rows)} students; "
                f"{len(self.olat.left_out)} left out, see {self.olat.left_out_file.name})"] if self.olat else []),
-        ]
+        ]]
 
 
 def course_config(course_root: Path):
@@ -157,7 +160,7 @@ def grade_in_shards(*, course_root: Path, teams: list[str], workers: int) -> lis
     prototype = work / "prototype"
     course_key = fingerprint(course_root / "nbgrader_config.py", course_root / "source" / ASSIGNMENT_ID / f"{NOTEBOOK_NAME}.ipynb")
     key_file = prototype / "course-key"
-    if not key_file.exists() or key_file.read_text() != course_key:
+    if read_text_or_none(key_file) != course_key:
         shutil.rmtree(prototype, ignore_errors=True)
         prepare_course(template_root=course_root, course_root=prototype)
         (prototype / "course-key").write_text(course_key)
@@ -215,13 +218,39 @@ def fill_roster(database: str, roster: tuple[importing.RosterEntry, ...]) -> Non
                                                last_name=entry.last_name, email=entry.email)
 
 
+def read_text_or_none(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeError):
+        return None
+
+
+def read_state(state_file: Path) -> tuple[dict[str, str], importing.ImportProblem | None]:
+    """Fingerprints of the teams graded before; a damaged state file means grading everything again."""
+    if not state_file.exists():
+        return {}, None
+    try:
+        state = json.loads(state_file.read_text(encoding="utf-8"))
+        if not isinstance(state, dict):
+            raise ValueError(f"a JSON {type(state).__name__}, not an object")
+    except (OSError, ValueError, RecursionError) as error:
+        message = (f"saved grading state could not be read ({one_line(type(error).__name__)}); "
+                   "every team is graded again and the state is rewritten.")
+        return {}, importing.ImportProblem(str(state_file), "state-reset", message)
+    return {team: key for team, key in state.items() if isinstance(team, str) and isinstance(key, str)}, None
+
+
 def grade_download(*, download: Path, course_root: Path, output_folder: Path, workers: int,
-                   roster: Path | None = None) -> RunSummary:
+                   roster: Path | None = None, accepted_uploads: tuple[tuple[str, str], ...] = ()) -> RunSummary:
+    """Grade an OLAT download; `accepted_uploads` are (uploader, team) pairs to grade although the
+    uploader is not in the team the file names (see importing.uploader_of)."""
     started = time.monotonic()
     ensure_tools_on_path()
     config = course_config(course_root)
     require_sandbox(config)
-    imported = importing.import_download(download=download, roster=roster)
+    imported = importing.import_download(download=download, roster=roster,
+                                         staging=course_root / STATE_FOLDER / "staging",
+                                         accepted_uploads=accepted_uploads)
     if not imported.submissions:
         raise CourseKitError(f"no submission in {download} matches <olat1>_<olat2>_{NOTEBOOK_NAME}.ipynb; "
                              "see the file names in the download.")
@@ -231,7 +260,9 @@ def grade_download(*, download: Path, course_root: Path, output_folder: Path, wo
     fill_roster(database, imported.roster)
 
     state_file = course_root / STATE_FOLDER / "graded.json"
-    state = json.loads(state_file.read_text()) if state_file.exists() else {}
+    state, state_problem = read_state(state_file)
+    if state_problem is not None:
+        imported = dataclasses.replace(imported, problems=(*imported.problems, state_problem))
     teams = [submission.team_id for submission in imported.submissions]
     changed = teams_to_grade(course_root=course_root, teams=teams, database=database, state=state)
     if changed:
@@ -253,6 +284,7 @@ def grade_download(*, download: Path, course_root: Path, output_folder: Path, wo
         results=results, roster=imported.roster, waiting=feedback.waiting_for_ta(database=database, teams=teams),
         feedback_folder=output_folder / "feedback", output_folder=output_folder / olat_export.OLAT_FOLDER,
         pass_mark=olat_export.pass_mark(config=config))
+    shutil.rmtree(course_root / STATE_FOLDER / "staging", ignore_errors=True)
     return RunSummary(tuple(results), tuple(changed), imported.problems, imported.missing, output_folder,
                       time.monotonic() - started, olat=olat, feedback_refreshed=refreshed)
 
@@ -266,7 +298,7 @@ def collect_results(*, course_root: Path, imported: importing.ImportResult, data
     results = []
     for submission in imported.submissions:
         team_scores = scores.get(submission.team_id)
-        findings = integrity.scan_notebook(content=submission.content, trusted_sources=trusted)
+        findings = scan_submission(submission, trusted)
         results.append(TeamResult(
             team_id=submission.team_id, members=submission.members,
             status=team_scores.status if team_scores else "not graded",
@@ -274,6 +306,15 @@ def collect_results(*, course_root: Path, imported: importing.ImportResult, data
             origin=submission.origin, cells=team_scores.cells if team_scores else (), findings=findings,
         ))
     return results
+
+
+def scan_submission(submission: importing.Submission, trusted: frozenset[str]) -> tuple[integrity.Finding, ...]:
+    """The integrity findings of one upload; a scan that fails is a finding, never the end of the run."""
+    try:
+        return integrity.scan_notebook(content=submission.content, trusted_sources=trusted)
+    except (Exception, RecursionError, MemoryError) as error:
+        return (integrity.Finding(integrity.NOT_SCANNED, "notebook", 0, "",
+                                  f"the scan failed ({type(error).__name__}); read the notebook by hand"),)
 
 
 def write_outputs(*, course_root: Path, output_folder: Path, results: list[TeamResult],

