@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from nbgrader.api import Gradebook, MissingEntry
@@ -247,6 +247,7 @@ def grade_download(*, download: Path, course_root: Path, output_folder: Path, wo
 def collect_results(*, course_root: Path, imported: importing.ImportResult, database: str) -> list[TeamResult]:
     teams = [submission.team_id for submission in imported.submissions]
     scores = read_scores(course_root=course_root, student_ids=teams, database=database)
+    waiting = waiting_for_ta(database=database, teams=teams)
     release = read_notebook(course_root / "release" / ASSIGNMENT_ID / f"{NOTEBOOK_NAME}.ipynb")
     trusted = frozenset(c.source.strip() for c in release.cells
                         if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("locked"))
@@ -258,9 +259,28 @@ def collect_results(*, course_root: Path, imported: importing.ImportResult, data
             team_id=submission.team_id, members=submission.members,
             status=team_scores.status if team_scores else "not graded",
             reason=team_scores.reason if team_scores else "nbgrader recorded no grades",
-            origin=submission.origin, cells=team_scores.cells if team_scores else (), findings=findings,
+            origin=submission.origin, findings=findings,
+            cells=tuple(replace(cell, needs_manual_grade=(submission.team_id, cell.grade_id) in waiting)
+                        for cell in team_scores.cells) if team_scores else (),
         ))
     return results
+
+
+def waiting_for_ta(*, database: str, teams: list[str]) -> set[tuple[str, str]]:
+    """(team, grade_id) of every answer the gradebook still flags for a TA.
+
+    The flag is nbgrader's own: autograde sets it on free-text answers, a TA's
+    score in the formgrader or on the grading page clears it.
+    """
+    waiting = set()
+    with Gradebook(database) as gradebook:
+        for team in teams:
+            try:
+                notebook = gradebook.find_submission_notebook(NOTEBOOK_NAME, ASSIGNMENT_ID, team)
+            except MissingEntry:
+                continue
+            waiting.update((team, grade.name) for grade in notebook.grades if grade.needs_manual_grade)
+    return waiting
 
 
 def write_outputs(*, course_root: Path, output_folder: Path, results: list[TeamResult],
