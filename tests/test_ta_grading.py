@@ -281,3 +281,29 @@ def test_the_api_refuses_bad_scores_and_requests_without_xsrf(graded, server):
         opener.open(request, timeout=30)
     assert forged.value.code == 403
     assert grade_and_comment(course, QUESTION, "eve")[1] != "forged"
+
+
+def test_the_formgrader_shows_the_rubric_beside_each_answer_offline(graded, server, browser):
+    course, results, *_ = graded
+    with gradebook_of(course) as gradebook:
+        submission_id = gradebook.find_submission_notebook(NOTEBOOK_NAME, ASSIGNMENT_ID, "anna_bob").id
+    page = browser.new_page()
+    errors = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    # The browser has no network but 127.0.0.1: a CDN would fail as it does in an offline grading room.
+    page.route(re.compile(r"^https?://(?!127\.0\.0\.1)"), lambda route: route.abort())
+    page.goto(server.url)
+    page.goto(f"{server.root}/formgrader/submissions/{submission_id}/")
+    rubric = page.locator(f"#{QUESTION}-rubric")
+    rubric.wait_for()
+    assert "Rubric (4 points)" in rubric.text_content()
+    # Beside the answer: right after the cell that holds the answer and its score and comment fields.
+    assert rubric.evaluate(f"rubric => !!rubric.previousElementSibling.querySelector('#{QUESTION}-comment')")
+    page.wait_for_timeout(500)
+    assert not [error for error in errors if "MathJax" in error]
+    # The formgrader's own keyboard shortcuts are bound once MathJax reports it is done.
+    assert page.evaluate("window.MathJax.loaded") is True
+    page.close()
+    # Students never see it: not in the release, not in their feedback.
+    assert "Rubric (4 points)" not in (REPOSITORY / "release" / ASSIGNMENT_ID / f"{NOTEBOOK_NAME}.ipynb").read_text()
+    assert "Rubric (4 points)" not in (results / "feedback" / "anna_bob.html").read_text(encoding="utf-8")

@@ -16,3 +16,9 @@ def _load_jupyter_server_extension(server_app) -> None:
 
     register_handlers(server_app)
     server_app.log.info("coursekit: question-by-question grading at %s", URL_PREFIX)
+    try:
+        from .formgrader import formgrader_handlers_for
+    except ImportError:  # nbgrader without its formgrader: the question page still works
+        return
+    web_app = server_app.web_app
+    web_app.add_handlers(".*$", formgrader_handlers_for(web_app.settings["base_url"]))
