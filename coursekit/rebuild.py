@@ -77,13 +77,14 @@ def find_team_members(release: NotebookNode, student_cells: list[NotebookNode]) 
     release_index = next((index for index, cell in enumerate(release.cells) if is_team_members_cell(cell)), None)
     if release_index is None:
         return None
+    # Instructions that mention team members (the header) are not the cell, even without metadata.
+    release_sources = {source_of(cell).strip() for cell in release.cells} - {source_of(release.cells[release_index]).strip()}
     for index, cell in enumerate(student_cells):
-        if is_team_members_cell(cell):
+        if is_team_members_cell(cell) and source_of(cell).strip() not in release_sources:
             return release_index, index
     if release_index == 0:
         return None
     anchor = source_of(release.cells[release_index - 1]).strip()
-    release_sources = {source_of(cell).strip() for cell in release.cells}
     for index, cell in enumerate(student_cells[:-1]):
         candidate = student_cells[index + 1]
         if (source_of(cell).strip() == anchor and candidate.get("cell_type") == "markdown"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import sys
 import threading
@@ -27,6 +28,7 @@ from .errors import CourseKitError
 from .grading import (autograde_shards, ensure_tools_on_path, nbgrader_in_fork, prepare_course, read_scores,
                       submission_path)
 from .notebooks import ASSIGNMENT_ID, NOTEBOOK_NAME, read_notebook
+from .rebuild import team_members_text
 from .records import TeamResult
 
 STATE_FOLDER = ".coursekit"
@@ -239,6 +241,7 @@ def grade_download(*, download: Path, course_root: Path, output_folder: Path, wo
         state_file.write_text(json.dumps(state, indent=1, sort_keys=True))
 
     results = collect_results(course_root=course_root, imported=imported, database=database)
+    imported = replace(imported, problems=imported.problems + team_member_problems(results=results, roster=imported.roster))
     write_outputs(course_root=course_root, output_folder=output_folder, results=results, imported=imported)
     return RunSummary(tuple(results), tuple(changed), imported.problems, imported.missing, output_folder,
                       time.monotonic() - started)
@@ -262,8 +265,44 @@ def collect_results(*, course_root: Path, imported: importing.ImportResult, data
             origin=submission.origin, findings=findings,
             cells=tuple(replace(cell, needs_manual_grade=(submission.team_id, cell.grade_id) in waiting)
                         for cell in team_scores.cells) if team_scores else (),
+            written_members=written_members(course_root, submission.team_id),
         ))
     return results
+
+
+def written_members(course_root: Path, team: str) -> str:
+    autograded = course_root / "autograded" / team / ASSIGNMENT_ID / f"{NOTEBOOK_NAME}.ipynb"
+    try:
+        return team_members_text(read_notebook(autograded))
+    except CourseKitError:
+        return ""
+
+
+def team_member_problems(*, results: list[TeamResult],
+                         roster: tuple[importing.RosterEntry, ...]) -> tuple[importing.ImportProblem, ...]:
+    """A problem line for every team whose written names leave out a member of its OLAT file name.
+
+    A member counts as named when the cell mentions a part of the user name
+    (3 letters or more) or, with a roster, the first or last name. Teams that
+    wrote no names get no line: there is nothing to compare.
+    """
+    by_name = {entry.username: entry for entry in roster}
+    problems = []
+    for result in results:
+        written = result.written_members.casefold()
+        if not written:
+            continue
+        for member in result.members:
+            entry = by_name.get(member)
+            names = [part for part in re.split(r"[^a-z]+", member.casefold()) if len(part) >= 3]
+            if entry is not None:
+                names += [name.casefold() for name in (entry.first_name, entry.last_name) if len(name) >= 2]
+            if not any(name in written for name in names):
+                problems.append(importing.ImportProblem(
+                    result.origin, "team-members",
+                    f"{member} (from the file name) is not among the names written in the notebook: "
+                    f"{' / '.join(result.written_members.splitlines())}; check who worked on team {result.team_id}."))
+    return tuple(problems)
 
 
 def waiting_for_ta(*, database: str, teams: list[str]) -> set[tuple[str, str]]:

@@ -25,7 +25,7 @@ from nbgrader.api import Gradebook
 
 from coursekit import demo
 from coursekit.notebooks import ASSIGNMENT_ID, NOTEBOOK_NAME, fill_answers, read_notebook
-from coursekit.rebuild import is_team_members_cell
+from coursekit.rebuild import is_team_members_cell, rebuild
 from coursekit.workflow import grade_download
 
 REPOSITORY = Path(__file__).resolve().parent.parent
@@ -43,7 +43,8 @@ TEAMS = {
     "anna_bob": ("**Team members** (name, matriculation number):\n\n- Anna Aebi, 11-111-111\n- Bob Baer, 22-222-222",
                  {QUESTION: SHARED, SECOND: "Inner dimensions must match: 512."}),
     # The same answer up to case and whitespace: one group with anna_bob.
-    "carl_dora": ("**Team members** (name, matriculation number):\n\n- Carl Conti\n- Dora Dürr",
+    # "D. Duerr" names neither dora's user name nor the roster's "Dora Dürr": a problem line to check.
+    "carl_dora": ("**Team members** (name, matriculation number):\n\n- Carl Conti\n- D. Duerr",
                   {QUESTION: "  squeeze removes ALL dimensions of size 1.   Unsqueeze adds one at the given position.\n",
                    SECOND: "Batch sizes must agree."}),
     "eve": ("Eve Egli, 55-555-555", {QUESTION: HOSTILE}),
@@ -160,6 +161,11 @@ def test_team_members_survive_into_the_autograded_notebook_and_feedback(graded):
     # Eve overwrote the instruction line: her cell is still found by its place.
     eve = read_notebook(course / "autograded" / "eve" / ASSIGNMENT_ID / f"{NOTEBOOK_NAME}.ipynb")
     assert any(cell.source == "Eve Egli, 55-555-555" for cell in eve.cells)
+    rows = {row["username"]: row for row in csv.DictReader(open(results / "grades.csv", encoding="utf-8"))}
+    assert rows["anna"]["team_members"] == rows["bob"]["team_members"] == "- Anna Aebi, 11-111-111 / - Bob Baer, 22-222-222"
+    assert rows["eve"]["team_members"] == "Eve Egli, 55-555-555"
+    report = (results / "report.html").read_text(encoding="utf-8")
+    assert report.count("team-members") == 1 and "dora (from the file name) is not among the names" in report
 
 
 def test_grade_a_group_and_a_single_answer_by_keyboard(graded, server, browser):
@@ -307,3 +313,26 @@ def test_the_formgrader_shows_the_rubric_beside_each_answer_offline(graded, serv
     # Students never see it: not in the release, not in their feedback.
     assert "Rubric (4 points)" not in (REPOSITORY / "release" / ASSIGNMENT_ID / f"{NOTEBOOK_NAME}.ipynb").read_text()
     assert "Rubric (4 points)" not in (results / "feedback" / "anna_bob.html").read_text(encoding="utf-8")
+
+
+def test_rebuild_keeps_the_team_members_cell_however_it_was_saved():
+    release = read_notebook(REPOSITORY / "release" / ASSIGNMENT_ID / f"{NOTEBOOK_NAME}.ipynb")
+    index = next(number for number, cell in enumerate(release.cells) if is_team_members_cell(cell))
+
+    def rebuilt_names(notebook) -> tuple[str, str]:
+        rebuilt, notes = rebuild(submission=notebook, release=release)
+        return rebuilt.cells[index].source, notes.team_members
+
+    filled = nbformat.reads(submission(release, "**Team members**:\n- Ada Lovelace", {}).decode(), as_version=4)
+    assert rebuilt_names(filled) == ("**Team members**:\n- Ada Lovelace", "- Ada Lovelace")
+    # Saved by Colab: no metadata anywhere, and the instruction line overwritten: found by its place.
+    stripped = nbformat.reads(nbformat.writes(filled), as_version=4)
+    for cell in stripped.cells:
+        cell.metadata = {}
+    stripped.cells[index].source = "Grace Hopper, 12-345-678"
+    assert rebuilt_names(stripped) == ("Grace Hopper, 12-345-678", "Grace Hopper, 12-345-678")
+    # Left as released, or deleted: the release's cell, and no names.
+    assert rebuilt_names(release)[1] == ""
+    deleted = nbformat.reads(nbformat.writes(release), as_version=4)
+    del deleted.cells[index]
+    assert rebuilt_names(deleted) == (release.cells[index].source, "")
