@@ -133,8 +133,8 @@ def grade_with_formgrader(server, browser, course: Path, answers: dict[str, str]
         deadline = time.monotonic() + 20
         while counter.loads == loads and time.monotonic() < deadline:
             page.wait_for_timeout(100)
-        if counter.loads == loads:
-            break  # the last submission: Ctrl+. leads back to the list
+        if counter.loads == loads or "/formgrader/submissions/" not in page.url:
+            break  # past the last submission, Ctrl+. leads back to the list
         page.wait_for_function("window.MathJax && window.MathJax.loaded === true")
     page.close()
     return counter

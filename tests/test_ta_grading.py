@@ -23,15 +23,18 @@ import nbformat
 import pytest
 from nbgrader.api import Gradebook
 
-from coursekit import demo
+from coursekit import demo, grading
 from coursekit.notebooks import ASSIGNMENT_ID, NOTEBOOK_NAME, fill_answers, read_notebook
 from coursekit.rebuild import is_team_members_cell, rebuild
+from coursekit.ta_grading.questions import QuestionRef, course_paths, save_grades
 from coursekit.workflow import grade_download
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
+STOCK_SAVE = '"nbgrader.preprocessors.SaveAutoGrades"'
+KEEPING_SAVE = '"coursekit.ta_grading.keep_reviews.SaveAutoGradesKeepingReviews"'
 QUESTION = "squeeze_explain"
 SECOND = "bmm_why_d"
 SHARED = "Squeeze removes all dimensions of size 1.\nUnsqueeze adds one at the given position."
@@ -336,3 +339,29 @@ def test_rebuild_keeps_the_team_members_cell_however_it_was_saved():
     deleted = nbformat.reads(nbformat.writes(release), as_version=4)
     del deleted.cells[index]
     assert rebuilt_names(deleted) == (release.cells[index].source, "")
+
+
+def test_autograding_again_keeps_ta_grades_of_unchanged_answers(graded):
+    """As the formgrader's autograde button does: `nbgrader autograde --force` for one student."""
+    course, *_ = graded
+    config = course / "nbgrader_config.py"
+    original = config.read_text()
+    assert STOCK_SAVE in original
+    config.write_text(original.replace(STOCK_SAVE, KEEPING_SAVE))
+    paths = course_paths(root_dir=course)
+    try:
+        first = grading.autograde(course_root=course, extra_arguments=("--student", "carl_dora"))
+        assert first.returncode == 0, first.stderr[-3000:]
+        save_grades(paths=paths, question=QuestionRef(ASSIGNMENT_ID, NOTEBOOK_NAME, SECOND), team_ids=["carl_dora"],
+                    manual_score=2.5, comment="kept after autograding")
+        second = grading.autograde(course_root=course, extra_arguments=("--student", "carl_dora"))
+        assert second.returncode == 0, second.stderr[-3000:]
+    finally:
+        config.write_text(original)
+    assert grade_and_comment(course, SECOND, "carl_dora") == (2.5, "kept after autograding", False)
+    # Answers no TA scored still wait for one.
+    assert grade_and_comment(course, QUESTION, "carl_dora")[2] is False  # graded by keyboard above
+    with gradebook_of(course) as gradebook:
+        waiting = [g.name for g in gradebook.find_submission_notebook(NOTEBOOK_NAME, ASSIGNMENT_ID, "carl_dora").grades
+                   if g.needs_manual_grade]
+    assert waiting == []

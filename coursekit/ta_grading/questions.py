@@ -14,10 +14,12 @@ from pathlib import Path
 
 import nbformat
 from nbgrader.api import Assignment, Gradebook, GradeCell, MissingEntry, Notebook, SolutionCell
+from sqlalchemy.orm import aliased
 
 from ..errors import CourseKitError
 from ..notebooks import SOLUTION_REGION, TEXT_STUB
 from ..rebuild import grade_id_of, source_of, team_members_text
+from .keep_reviews import record_graded_answers
 
 # Assignment, notebook and cell names as they may appear in a URL.
 QUESTION_ID = re.compile(r"^[A-Za-z0-9_.\-]+$")
@@ -115,10 +117,12 @@ def group_answers(answers: list[TeamAnswer]) -> tuple[AnswerGroup, ...]:
 
 def manual_questions(gradebook: Gradebook) -> list[tuple[QuestionRef, float]]:
     """Every answer cell a TA grades: a grade cell that is also a solution cell, in notebook order."""
+    # Both cell kinds share nbgrader's base_cell table: the solution side needs its own alias.
+    solution = aliased(SolutionCell, flat=True)
     rows = (gradebook.db.query(Assignment.name, Notebook.name, GradeCell.name, GradeCell.max_score)
             .join(Notebook, GradeCell.notebook_id == Notebook.id)
             .join(Assignment, Notebook.assignment_id == Assignment.id)
-            .join(SolutionCell, (SolutionCell.notebook_id == Notebook.id) & (SolutionCell.name == GradeCell.name))
+            .join(solution, (solution.notebook_id == Notebook.id) & (solution.name == GradeCell.name))
             .order_by(Assignment.name, Notebook.name)
             .all())
     return [(QuestionRef(assignment, notebook, cell), float(points)) for assignment, notebook, cell, points in rows]
@@ -248,6 +252,11 @@ def save_grades(*, paths: CoursePaths, question: QuestionRef, team_ids: list[str
             gradebook.db.rollback()
             raise
         progress = question_progress(gradebook, question, max_score)
+    if manual_score is not None:
+        for team_id in team_ids:
+            text, _ = read_answer(paths, question, team_id)
+            record_graded_answers(course_root=Path(paths.coursedir.root), student_id=team_id,
+                                  notebook_id=question.notebook_id, answers={question.grade_id: text})
     return tuple(saved), progress
 
 
