@@ -8,8 +8,8 @@ of the same gradebook, counting every key press, click and page load:
    digit and Enter per answer group;
 2. nbgrader's formgrader, driven by its own keyboard shortcuts (they work
    offline only with coursekit's MathJax stand-in): one click into the score
-   field on the first submission, then a digit and Ctrl+. (next submission,
-   same field) per team.
+   field on the first submission, then a digit and Ctrl+. (save, next
+   submission, same field) per team; Ctrl+. alone past a blank answer.
 
 Both runs are checked against the gradebook afterwards: a run that loses a
 score says so. Comments are left out of both (they cost the same typing in
@@ -125,12 +125,10 @@ def grade_with_formgrader(server, browser, course: Path, answers: dict[str, str]
             "xpath=ancestor::div[contains(@class,'nbgrader_cell')]").locator(".text_cell_render").inner_text()
         if answer.strip() != "YOUR ANSWER HERE":  # nbgrader scored a blank answer itself: just move on
             counter.press(str(score_for(answer)))
-            # Leave the field so the formgrader saves it, as a careful TA would: Escape saves.
-            counter.press("Escape")
-            page.wait_for_timeout(300)
         loads = counter.loads
+        # Saves the page, then opens the next submission with the same field selected.
         counter.press("Control+.")
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 90  # nbconvert renders each page: slow on a busy machine
         while counter.loads == loads and time.monotonic() < deadline:
             page.wait_for_timeout(100)
         if counter.loads == loads or "/formgrader/submissions/" not in page.url:
@@ -143,6 +141,7 @@ def grade_with_formgrader(server, browser, course: Path, answers: dict[str, str]
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=None, help="folder for the class (default: a temporary one)")
+    parser.add_argument("--only", choices=("question page", "formgrader"), help="run one of the two")
     arguments = parser.parse_args()
     work = arguments.work or Path(tempfile.mkdtemp(prefix="ta-bench-"))
     answers = class_answers()
@@ -162,7 +161,7 @@ def main() -> int:
     results = {}
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=ta.CHROMIUM, args=ta.CHROMIUM_ARGS)
-        for name in ("question page", "formgrader"):
+        for name in [arguments.only] if arguments.only else ["question page", "formgrader"]:
             shutil.copy(pristine, course / "gradebook.db")
             server = ta.GradingServer(course)
             try:

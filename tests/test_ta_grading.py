@@ -365,3 +365,14 @@ def test_autograding_again_keeps_ta_grades_of_unchanged_answers(graded):
         waiting = [g.name for g in gradebook.find_submission_notebook(NOTEBOOK_NAME, ASSIGNMENT_ID, "carl_dora").grades
                    if g.needs_manual_grade]
     assert waiting == []
+
+
+def test_ta_grade_mistakes_are_one_line_errors(tmp_path):
+    def ta_grade(*arguments):
+        return subprocess.run([sys.executable, "-m", "coursekit.cli", *arguments], capture_output=True, text=True,
+                              timeout=120)
+
+    outside = ta_grade("--course", str(tmp_path), "ta-grade")
+    assert outside.returncode == 1
+    assert outside.stderr == f"coursekit: {tmp_path} has no nbgrader_config.py; pass --course with the course folder.\n"
+    assert ta_grade("ta-grade", "--help").returncode == 0

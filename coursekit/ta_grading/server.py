@@ -48,8 +48,8 @@ def serve(*, course_root: Path, port: int, on_ready=print) -> None:
     app = ServerApp.instance()
     try:
         app.initialize(argv=server_arguments(course_root=course_root, port=port, token=token))
-    except OSError as error:
-        raise CourseKitError(f"cannot listen on 127.0.0.1:{port} ({error.strerror or error}); choose another --port.") from None
+    except (OSError, SystemExit):  # jupyter-server exits when the port is taken
+        raise CourseKitError(f"cannot start the server on 127.0.0.1:{port}; choose another --port (0: any free one).") from None
     actual_port = app.http_server._sockets and next(iter(app.http_server._sockets.values())).getsockname()[1] or app.port
     on_ready(f"Grade free-text questions at:\n    {page_url(port=actual_port, base_url=app.base_url, token=token)}\n"
              "Stop with Ctrl-C.")
