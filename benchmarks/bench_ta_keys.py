@@ -109,18 +109,22 @@ def grade_with_question_page(server, browser, answers: dict[str, str]) -> Counte
     return counter
 
 
-def grade_with_formgrader(server, browser, course: Path, answers: dict[str, str]) -> Counter:
-    with Gradebook(f"sqlite:///{course / 'gradebook.db'}", "ml-ex2") as gradebook:
-        first_id = gradebook.find_submission_notebook(NOTEBOOK_NAME, ASSIGNMENT_ID, sorted(answers)[0]).id
+def grade_with_formgrader(server, browser) -> Counter:
     page = browser.new_page()
     page.goto(server.url)  # logs in with the token; not counted below
     counter = Counter(page)
-    page.goto(f"{server.root}/formgrader/submissions/{first_id}/")
+    # As a TA starts: the notebook's list of submissions, then the first one, in nbgrader's order.
+    page.goto(f"{server.root}/formgrader/gradebook/{ASSIGNMENT_ID}/{NOTEBOOK_NAME}")
+    first = page.locator("a[href*='/formgrader/submissions/']").first
+    first.wait_for()
+    counter.clicks += 1
+    first.click()
+    page.wait_for_url("**/formgrader/submissions/**")
     page.wait_for_function("window.MathJax && window.MathJax.loaded === true")
     counter.clicks += 1
     page.locator(f"input.score#{QUESTION}").click()
     page.wait_for_timeout(300)
-    for _ in range(len(answers)):
+    while True:
         answer = page.locator(f"#{QUESTION}-comment").locator(
             "xpath=ancestor::div[contains(@class,'nbgrader_cell')]").locator(".text_cell_render").inner_text()
         if answer.strip() != "YOUR ANSWER HERE":  # nbgrader scored a blank answer itself: just move on
@@ -168,7 +172,7 @@ def main() -> int:
                 if name == "question page":
                     counter = grade_with_question_page(server, browser, answers)
                 else:
-                    counter = grade_with_formgrader(server, browser, course, answers)
+                    counter = grade_with_formgrader(server, browser)
             finally:
                 server.stop()
             scores = manual_scores(course)

@@ -50,7 +50,7 @@ def serve(*, course_root: Path, port: int, on_ready=print) -> None:
         app.initialize(argv=server_arguments(course_root=course_root, port=port, token=token))
     except (OSError, SystemExit):  # jupyter-server exits when the port is taken
         raise CourseKitError(f"cannot start the server on 127.0.0.1:{port}; choose another --port (0: any free one).") from None
-    actual_port = app.http_server._sockets and next(iter(app.http_server._sockets.values())).getsockname()[1] or app.port
-    on_ready(f"Grade free-text questions at:\n    {page_url(port=actual_port, base_url=app.base_url, token=token)}\n"
+    # With --port 0, app.port is the port the system chose.
+    on_ready(f"Grade free-text questions at:\n    {page_url(port=app.port, base_url=app.base_url, token=token)}\n"
              "Stop with Ctrl-C.")
     app.start()
