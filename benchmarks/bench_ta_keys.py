@@ -109,17 +109,14 @@ def grade_with_question_page(server, browser, answers: dict[str, str]) -> Counte
     return counter
 
 
-def grade_with_formgrader(server, browser) -> Counter:
+def grade_with_formgrader(server, browser, course: Path) -> Counter:
+    # The formgrader's Ctrl+. walks the submissions in the gradebook's order: start at its first.
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}", "ml-ex2") as gradebook:
+        first_id = gradebook.notebook_submissions(NOTEBOOK_NAME, ASSIGNMENT_ID)[0].id
     page = browser.new_page()
     page.goto(server.url)  # logs in with the token; not counted below
     counter = Counter(page)
-    # As a TA starts: the notebook's list of submissions, then the first one, in nbgrader's order.
-    page.goto(f"{server.root}/formgrader/gradebook/{ASSIGNMENT_ID}/{NOTEBOOK_NAME}")
-    first = page.locator("a[href*='/formgrader/submissions/']").first
-    first.wait_for()
-    counter.clicks += 1
-    first.click()
-    page.wait_for_url("**/formgrader/submissions/**")
+    page.goto(f"{server.root}/formgrader/submissions/{first_id}/?index=0")
     page.wait_for_function("window.MathJax && window.MathJax.loaded === true")
     counter.clicks += 1
     page.locator(f"input.score#{QUESTION}").click()
@@ -136,6 +133,7 @@ def grade_with_formgrader(server, browser) -> Counter:
         while counter.loads == loads and time.monotonic() < deadline:
             page.wait_for_timeout(100)
         if counter.loads == loads or "/formgrader/submissions/" not in page.url:
+            print(f"formgrader stopped after {counter.loads} page loads at {page.url}", file=sys.stderr)
             break  # past the last submission, Ctrl+. leads back to the list
         page.wait_for_function("window.MathJax && window.MathJax.loaded === true")
     page.close()
@@ -172,7 +170,7 @@ def main() -> int:
                 if name == "question page":
                     counter = grade_with_question_page(server, browser, answers)
                 else:
-                    counter = grade_with_formgrader(server, browser)
+                    counter = grade_with_formgrader(server, browser, course)
             finally:
                 server.stop()
             scores = manual_scores(course)
@@ -183,9 +181,16 @@ def main() -> int:
 
     print(f"{QUESTION}: {TEAMS} teams, {len([t for t in answers.values() if t])} answers, "
           f"{groups} distinct after normalizing case and whitespace")
-    print(f"{'':15} {'key presses':>11} {'clicks':>6} {'page loads':>10} {'scores saved':>13}")
+    print(f"{'measured':15} {'key presses':>11} {'clicks':>6} {'page loads':>10} {'scores saved':>13}")
     for name, (counter, saved, expected) in results.items():
         print(f"{name:15} {counter.keys:>11} {counter.clicks:>6} {counter.loads:>10} {saved:>7} / {expected}")
+    answered = sum(1 for text in answers.values() if text)
+    blank = TEAMS - answered
+    print("formgrader, counted from its page (one submission per page, nothing grouped):")
+    print(f"  with shortcuts (digit, Ctrl+. per team): {2 * answered + blank} key presses, 1 click, "
+          f"{TEAMS + 1} page loads")
+    print(f"  offline without coursekit (no MathJax, no shortcuts): {answered} key presses, "
+          f"{2 * answered + blank} clicks (score field, Next), {answered} scrolls to the question, {TEAMS} page loads")
     return 0
 
 
