@@ -18,6 +18,8 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e ".[test]"
+	# An editable install skips data files: enable the TAs' grading page in this venv's Jupyter.
+	install -D -m 644 jupyter-config/jupyter_server_config.d/coursekit.json $(VENV)/etc/jupyter/jupyter_server_config.d/coursekit.json
 	touch $@
 
 test: setup

@@ -43,15 +43,16 @@ c.Autograde.sanitize_preprocessors = [
 # Autograding. SandboxedExecute (coursekit.execution) runs the kernel in a
 # sandbox (coursekit.sandbox); the kernel only records answers as data, and
 # SandboxedExecute writes the judge's verdict (coursekit.checks) into each test cell.
-# MoveTestStderrToStdout must run before SaveAutoGrades, which reads the
-# outputs to decide the points.
+# MoveTestStderrToStdout must run before SaveAutoGradesKeepingReviews (nbgrader's
+# SaveAutoGrades, keeping TA grades of unchanged free-text answers), which reads
+# the outputs to decide the points.
 c.Autograde.autograde_preprocessors = [
     "coursekit.execution.SandboxedExecute",
     "nbgrader.preprocessors.IgnorePattern",
     "nbconvert.preprocessors.ClearMetadataPreprocessor",
     "nbgrader.preprocessors.LimitOutput",
     "coursekit.preprocessors.MoveTestStderrToStdout",
-    "nbgrader.preprocessors.SaveAutoGrades",
+    "coursekit.ta_grading.keep_reviews.SaveAutoGradesKeepingReviews",
     "nbgrader.preprocessors.AssignLatePenalties",
     "nbgrader.preprocessors.CheckCellMetadata",
     # Last: scores are decided on what the student's code really printed, and the

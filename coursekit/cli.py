@@ -50,6 +50,13 @@ def uploader_and_team(text: str) -> tuple[str, str]:
     return uploader.strip().lower(), team.strip()
 
 
+def command_ta_grade(arguments: argparse.Namespace) -> int:
+    from .ta_grading.server import serve
+
+    serve(course_root=arguments.course.resolve(), port=arguments.port, on_ready=lambda text: print(text, flush=True))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="coursekit", description="Grade Exercise 2 (PyTorch) with nbgrader.")
     parser.add_argument("--course", type=Path, default=COURSE_ROOT,
@@ -81,6 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
                       help="where the demo course is built (default: .demo, git-ignored)")
     demo.add_argument("--workers", type=int, default=default_workers(), help="parallel graders (default: cores)")
     demo.set_defaults(handler=command_demo)
+
+    ta_grade = commands.add_parser(
+        "ta-grade", help="start the question-by-question grading page for TAs on 127.0.0.1 and print its URL")
+    ta_grade.add_argument("--port", type=int, default=8890, help="port on 127.0.0.1 (default: 8890; 0: any free port)")
+    ta_grade.set_defaults(handler=command_ta_grade)
     return parser
 
 

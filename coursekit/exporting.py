@@ -22,7 +22,7 @@ NO_SUBMISSION = "no submission"
 TEST_SUFFIX = "_test"
 STUDENT_COLUMNS = ("username", "first_name", "last_name", "email", "team")
 POINT_COLUMNS = ("autograded", "manual", "total", "max_total", "status", "needs_manual_grading")
-COLUMNS = (*STUDENT_COLUMNS, *TASK_CELLS, *POINT_COLUMNS)
+COLUMNS = (*STUDENT_COLUMNS, *TASK_CELLS, *POINT_COLUMNS, "team_members")
 
 
 def write_grades_csv(*, results: list[TeamResult], roster: tuple[RosterEntry, ...], path: Path) -> None:
@@ -90,6 +90,7 @@ def _team_row(result: TeamResult, entry: RosterEntry | None, username: str, assi
         "max_total": format_points(result.max_total if result.cells else assignment_max),
         "status": result.status,
         "needs_manual_grading": _yes_no(result.needs_manual_grading),
+        "team_members": " / ".join(result.written_members.splitlines()),
     }
 
 
@@ -104,6 +105,7 @@ def _no_submission_row(entry: RosterEntry, assignment_max: float) -> dict[str, s
         "max_total": format_points(assignment_max),
         "status": NO_SUBMISSION,
         "needs_manual_grading": _yes_no(False),
+        "team_members": "",
     }
 
 

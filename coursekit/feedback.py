@@ -214,19 +214,19 @@ def waits_for_ta(grade) -> bool:
     return grade.manual_score is None and (bool(grade.needs_manual_grade) or grade.auto_score is None)
 
 
-def waiting_for_ta(*, database: str, teams: list[str]) -> dict[str, int]:
-    """Per team, how many answers a TA still has to grade (teams without such answers left out)."""
-    counts = {}
+def answers_waiting_for_ta(*, database: str, teams: list[str]) -> dict[str, frozenset[str]]:
+    """Per team, the grade_ids of the answers a TA still has to grade (teams without such answers left out)."""
+    waiting = {}
     with Gradebook(database) as gradebook:
         for team in teams:
             try:
                 notebook = gradebook.find_submission_notebook(NOTEBOOK_NAME, ASSIGNMENT_ID, team)
             except MissingEntry:
                 continue
-            count = sum(1 for grade in notebook.grades if waits_for_ta(grade))
-            if count:
-                counts[team] = count
-    return counts
+            grade_ids = frozenset(grade.name for grade in notebook.grades if waits_for_ta(grade))
+            if grade_ids:
+                waiting[team] = grade_ids
+    return waiting
 
 
 def format_points(points: float) -> str:

@@ -114,7 +114,7 @@ def bulk_assessment(*, results: list[TeamResult], roster: tuple[RosterEntry, ...
                     feedback_folder: Path, pass_mark: float) -> tuple[tuple[BulkAssessmentRow, ...], tuple[LeftOut, ...]]:
     """Who gets a line and who is left out (and why), sorted by user name.
 
-    `waiting`: per team, how many answers still wait for a TA (the gradebook knows, see feedback.waiting_for_ta).
+    `waiting`: per team, how many answers still wait for a TA (the gradebook knows, see feedback.answers_waiting_for_ta).
     """
     teams_of: dict[str, list[str]] = {}
     for result in results:

@@ -28,6 +28,10 @@ STATUS_KEY = "coursekit"
 # Metadata a notebook of this course needs is a few hundred values; junk beyond this is dropped.
 METADATA_NODE_LIMIT = 100_000
 CELL_ID = re.compile(r"[a-zA-Z0-9_-]{1,64}")  # nbformat 4.5's cell ids
+# The release's one free cell for the students' names: markdown without
+# nbgrader metadata, recognised by its instruction.
+TEAM_MEMBERS_MARKER = "team members"
+TEAM_MEMBERS_KEY = "team_members"
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,7 @@ class RebuildNotes:
     missing_answers: tuple[str, ...]
     duplicated_answers: tuple[str, ...]
     added_cells: int
+    team_members: str = ""            # the names the students wrote, see names_in
 
 
 def metadata_of(cell: NotebookNode) -> dict:
@@ -60,6 +65,54 @@ def source_of(cell: NotebookNode) -> str:
 
 def is_answer(cell: NotebookNode) -> bool:
     return bool(metadata_of(cell).get("nbgrader", {}).get("solution"))
+
+
+def is_team_members_cell(cell: NotebookNode) -> bool:
+    return (cell.get("cell_type") == "markdown" and grade_id_of(cell) is None
+            and TEAM_MEMBERS_MARKER in source_of(cell).casefold())
+
+
+def find_team_members(release: NotebookNode, student_cells: list[NotebookNode]) -> tuple[int, int] | None:
+    """(release index, student index) of the team-members cell, or None if the student has none.
+
+    The student's cell is the first markdown cell without a grade_id that still
+    names "Team members"; failing that (the heading was overwritten), the free
+    markdown cell right after the cell that precedes it in the release.
+    """
+    release_index = next((index for index, cell in enumerate(release.cells) if is_team_members_cell(cell)), None)
+    if release_index is None:
+        return None
+    # Instructions that mention team members (the header) are not the cell, even without metadata.
+    release_sources = {source_of(cell).strip() for cell in release.cells} - {source_of(release.cells[release_index]).strip()}
+    for index, cell in enumerate(student_cells):
+        if is_team_members_cell(cell) and source_of(cell).strip() not in release_sources:
+            return release_index, index
+    if release_index == 0:
+        return None
+    anchor = source_of(release.cells[release_index - 1]).strip()
+    for index, cell in enumerate(student_cells[:-1]):
+        candidate = student_cells[index + 1]
+        if (source_of(cell).strip() == anchor and candidate.get("cell_type") == "markdown"
+                and grade_id_of(candidate) is None and source_of(candidate).strip() not in release_sources):
+            return release_index, index + 1
+    return None
+
+
+def team_members_text(notebook: NotebookNode) -> str:
+    """What a team wrote about its members in a rebuilt notebook, without the instruction line; "" if nothing."""
+    text = metadata_of(notebook).get(STATUS_KEY, {}).get(TEAM_MEMBERS_KEY)
+    if isinstance(text, str):
+        return text
+    return names_in(next((source_of(cell) for cell in notebook.cells if is_team_members_cell(cell)), ""))
+
+
+def names_in(text: str) -> str:
+    """The team-members cell without its instruction line and the release's placeholder bullets."""
+    lines = text.strip().splitlines()
+    if lines and TEAM_MEMBERS_MARKER in lines[0].casefold():
+        lines = lines[1:]
+    kept = [line for line in lines if line.strip().strip("-*").strip() not in ("", "...", "…")]
+    return "\n".join(kept).strip()
 
 
 def find_answers(release: NotebookNode, student_cells: list[NotebookNode]) -> tuple[dict[str, int], list[str], list[str]]:
@@ -115,13 +168,17 @@ def rebuild(*, submission: NotebookNode | None, release: NotebookNode) -> tuple[
         elif cell.get("cell_type") == "code" and source_of(cell).strip() and source_of(cell).strip() not in release_sources:
             attached.setdefault(anchor, []).append(source_of(cell))
 
+    # The names are the one free text kept besides the answers: TAs and feedback show who wrote it.
+    team_cell = find_team_members(release, student_cells)
     rebuilt = copy.deepcopy(release)
     rebuilt.cells = []
-    for release_cell in release.cells:
+    for position, release_cell in enumerate(release.cells):
         cell = copy.deepcopy(release_cell)
         cell_id = grade_id_of(cell)
         if is_answer(cell) and cell_id in located:
             cell.source = source_of(student_cells[located[cell_id]])
+        if team_cell is not None and position == team_cell[0]:
+            cell.source = source_of(student_cells[team_cell[1]])
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
         rebuilt.cells.append(cell)
@@ -130,7 +187,8 @@ def rebuild(*, submission: NotebookNode | None, release: NotebookNode) -> tuple[
     for source in attached.get(None, []):  # added before any recognised cell: keep them first
         rebuilt.cells.insert(0, nbformat.v4.new_code_cell(source))
     added = sum(len(sources) for sources in attached.values())
-    notes = RebuildNotes(tuple(missing), tuple(duplicated), added)
+    members = names_in(source_of(student_cells[team_cell[1]])) if team_cell is not None else ""
+    notes = RebuildNotes(tuple(missing), tuple(duplicated), added, members)
     return rebuilt, notes
 
 
@@ -157,6 +215,7 @@ class RebuildFromRelease(NbGraderPreprocessor):
             "missing_answers": list(notes.missing_answers),
             "duplicated_answers": list(notes.duplicated_answers),
             "added_cells": notes.added_cells,
+            TEAM_MEMBERS_KEY: notes.team_members,
         }
         for cell_id in notes.missing_answers:
             self.log.warning("Answer cell %s not found in the submission; graded as unanswered", cell_id)

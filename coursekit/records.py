@@ -31,6 +31,7 @@ class TeamResult:
     origin: str                       # where the submitted file came from in the download
     cells: tuple[CellScore, ...]      # every graded cell, autograded and manual
     findings: tuple[Finding, ...]     # integrity findings (never change the grade)
+    written_members: str = ""         # what the team wrote in its team-members cell
 
     @property
     def total(self) -> float:

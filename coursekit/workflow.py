@@ -12,12 +12,13 @@ import dataclasses
 import filecmp
 import hashlib
 import json
+import re
 import shutil
 import sys
 import threading
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from nbgrader.api import Gradebook, MissingEntry
@@ -29,6 +30,7 @@ from .errors import CourseKitError
 from .grading import (autograde_shards, ensure_tools_on_path, nbgrader_in_fork, prepare_course, read_scores,
                       submission_path)
 from .notebooks import ASSIGNMENT_ID, NOTEBOOK_NAME, read_notebook
+from .rebuild import team_members_text
 from .records import TeamResult
 from .safe_text import one_line, printable
 
@@ -275,13 +277,15 @@ def grade_download(*, download: Path, course_root: Path, output_folder: Path, wo
         state_file.write_text(json.dumps(state, indent=1, sort_keys=True))
 
     results = collect_results(course_root=course_root, imported=imported, database=database)
+    imported = replace(imported, problems=imported.problems + team_member_problems(results=results, roster=imported.roster))
     # After the merge: TA scores and comments live only in the course's gradebook.
     refreshed = feedback.refresh_feedback(course_root=course_root, database=database, teams=teams,
                                           state_folder=course_root / STATE_FOLDER, made_by_autograding=changed,
                                           workers=max(1, workers))
     write_outputs(course_root=course_root, output_folder=output_folder, results=results, imported=imported)
     olat = olat_export.export_for_olat(
-        results=results, roster=imported.roster, waiting=feedback.waiting_for_ta(database=database, teams=teams),
+        results=results, roster=imported.roster,
+        waiting={team: len(ids) for team, ids in feedback.answers_waiting_for_ta(database=database, teams=teams).items()},
         feedback_folder=output_folder / "feedback", output_folder=output_folder / olat_export.OLAT_FOLDER,
         pass_mark=olat_export.pass_mark(config=config))
     shutil.rmtree(course_root / STATE_FOLDER / "staging", ignore_errors=True)
@@ -292,6 +296,7 @@ def grade_download(*, download: Path, course_root: Path, output_folder: Path, wo
 def collect_results(*, course_root: Path, imported: importing.ImportResult, database: str) -> list[TeamResult]:
     teams = [submission.team_id for submission in imported.submissions]
     scores = read_scores(course_root=course_root, student_ids=teams, database=database)
+    waiting = feedback.answers_waiting_for_ta(database=database, teams=teams)
     release = read_notebook(course_root / "release" / ASSIGNMENT_ID / f"{NOTEBOOK_NAME}.ipynb")
     trusted = frozenset(c.source.strip() for c in release.cells
                         if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("locked"))
@@ -303,7 +308,10 @@ def collect_results(*, course_root: Path, imported: importing.ImportResult, data
             team_id=submission.team_id, members=submission.members,
             status=team_scores.status if team_scores else "not graded",
             reason=team_scores.reason if team_scores else "nbgrader recorded no grades",
-            origin=submission.origin, cells=team_scores.cells if team_scores else (), findings=findings,
+            origin=submission.origin, findings=findings,
+            cells=tuple(replace(cell, needs_manual_grade=cell.grade_id in waiting.get(submission.team_id, ()))
+                        for cell in team_scores.cells) if team_scores else (),
+            written_members=written_members(course_root, submission.team_id),
         ))
     return results
 
@@ -315,6 +323,42 @@ def scan_submission(submission: importing.Submission, trusted: frozenset[str]) -
     except (Exception, RecursionError, MemoryError) as error:
         return (integrity.Finding(integrity.NOT_SCANNED, "notebook", 0, "",
                                   f"the scan failed ({type(error).__name__}); read the notebook by hand"),)
+
+
+def written_members(course_root: Path, team: str) -> str:
+    autograded = course_root / "autograded" / team / ASSIGNMENT_ID / f"{NOTEBOOK_NAME}.ipynb"
+    try:
+        return team_members_text(read_notebook(autograded))
+    except CourseKitError:
+        return ""
+
+
+def team_member_problems(*, results: list[TeamResult],
+                         roster: tuple[importing.RosterEntry, ...]) -> tuple[importing.ImportProblem, ...]:
+    """A problem line for every team whose written names leave out a member of its OLAT file name.
+
+    A member counts as named when the cell mentions a part of the user name
+    (3 letters or more) or, with a roster, the first or last name. Teams that
+    wrote no names get no line: there is nothing to compare.
+    """
+    by_name = {entry.username: entry for entry in roster}
+    problems = []
+    for result in results:
+        written = result.written_members.casefold()
+        if not written:
+            continue
+        for member in result.members:
+            entry = by_name.get(member)
+            names = [part for part in re.split(r"[^a-z]+", member.casefold()) if len(part) >= 3]
+            if entry is not None:
+                names += [name.casefold() for name in (entry.first_name, entry.last_name) if len(name) >= 2]
+            if not any(name in written for name in names):
+                problems.append(importing.ImportProblem(
+                    result.origin, "team-members",
+                    f"{member} (from the file name) is not among the names written in the notebook: "
+                    f"{' / '.join(result.written_members.splitlines())}; check who worked on team {result.team_id}."))
+    return tuple(problems)
+
 
 
 def write_outputs(*, course_root: Path, output_folder: Path, results: list[TeamResult],

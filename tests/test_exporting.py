@@ -21,7 +21,7 @@ MAX_POINTS = {
     "learning_rate_issues": 4,
 }
 COLUMNS = ["username", "first_name", "last_name", "email", "team", *TASK_CELLS,
-           "autograded", "manual", "total", "max_total", "status", "needs_manual_grading"]
+           "autograded", "manual", "total", "max_total", "status", "needs_manual_grading", "team_members"]
 
 
 def cell_scores(*, scores: dict[str, float], manual_pending: bool) -> tuple[CellScore, ...]:

@@ -21,7 +21,7 @@ def test_every_make_target_in_the_readme_exists():
 
 
 def test_every_coursekit_command_in_the_readme_exists():
-    commands = set(re.findall(r"coursekit (\w+)", README))
+    commands = set(re.findall(r"coursekit (\w[\w-]*)", README))
     assert {"grade", "accuracy"} <= commands
     subcommands = cli.build_parser()._subparsers._group_actions[0].choices
     for command in commands:

@@ -1,0 +1,198 @@
+"""Key presses and page loads to grade one free-text question for 40 teams: grading page vs formgrader.
+
+Grades a class of 40 teams with real `coursekit grade`, then grades
+squeeze_explain twice in a real headless Chromium, each time on a fresh copy
+of the same gradebook, counting every key press, click and page load:
+
+1. the question page (`coursekit ta-grade`): from the question list, one
+   digit and Enter per answer group;
+2. nbgrader's formgrader, driven by its own keyboard shortcuts (they work
+   offline only with coursekit's MathJax stand-in): one click into the score
+   field on the first submission, then a digit and Ctrl+. (save, next
+   submission, same field) per team; Ctrl+. alone past a blank answer.
+
+Both runs are checked against the gradebook afterwards: a run that loses a
+score says so. Comments are left out of both (they cost the same typing in
+each, but one comment per group here versus one per team there).
+
+    python benchmarks/bench_ta_keys.py [--work /tmp/ta-bench]
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from nbgrader.api import Gradebook  # noqa: E402
+
+import test_ta_grading as ta  # noqa: E402  (the browser test's class builder and server)
+from coursekit.notebooks import ASSIGNMENT_ID, NOTEBOOK_NAME  # noqa: E402
+
+QUESTION = "squeeze_explain"
+TEAMS = 40
+
+# 40 teams: 4 hand in nothing (nbgrader scores them 0 itself), 24 write their own
+# answer, 12 write one of 4 answers three times each (differing in case and spacing,
+# as copied or jointly written answers do).
+SHARED = [
+    "Squeeze removes dimensions of size 1, unsqueeze adds one at the given position.",
+    "squeeze drops all size-1 axes; unsqueeze(0) adds one in front and unsqueeze(-1) at the end.",
+    "Block 1 removes the ones, block 2 adds a dimension at the front and at the back, block 3 moves it.",
+    "The shape changes but the values stay the same.",
+]
+
+
+def class_answers() -> dict[str, str]:
+    answers: dict[str, str] = {}
+    for number in range(24):
+        answers[f"solo{number:02d}"] = (f"Squeeze takes away dimension(s) of size one ({number} ways to say it); "
+                                        f"unsqueeze puts a new one in at index {number % 3 - 1}.")
+    for group, text in enumerate(SHARED):
+        for copy in range(3):
+            variant = [text, text.upper(), "  " + text.replace(" ", "   ")][copy]
+            answers[f"pair{group}{copy}"] = variant
+    for number in range(4):
+        answers[f"blank{number}"] = ""
+    assert len(answers) == TEAMS
+    return answers
+
+
+def score_for(text: str) -> int:
+    return sum(map(ord, " ".join(text.split()).casefold())) % 5
+
+
+class Counter:
+    def __init__(self, page) -> None:
+        self.page, self.keys, self.clicks, self.loads = page, 0, 0, 0
+        page.on("load", lambda: self.count_load())
+
+    def count_load(self) -> None:
+        self.loads += 1
+
+    def press(self, key: str) -> None:
+        self.keys += 1
+        self.page.keyboard.press(key)
+
+
+def manual_scores(course: Path) -> dict[str, float | None]:
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}", "ml-ex2") as gradebook:
+        notebook = gradebook.find_notebook(NOTEBOOK_NAME, ASSIGNMENT_ID)
+        return {submitted.student.id: next(g.manual_score for g in submitted.grades if g.name == QUESTION)
+                for submitted in notebook.submissions}
+
+
+def grade_with_question_page(server, browser, answers: dict[str, str]) -> Counter:
+    page = browser.new_page()
+    counter = Counter(page)
+    page.goto(server.url)
+    first = page.locator("a.question").first
+    assert first.text_content() == QUESTION
+    counter.press("Enter")
+    page.wait_for_url(f"**/{QUESTION}")
+    progress = page.locator("#progress")
+    while True:
+        graded, total = map(int, progress.text_content().split(" graded")[0].split(" / "))
+        if graded == total:
+            break
+        teams = page.locator(".target.current").get_attribute("data-teams")
+        team = teams.split('"')[1]
+        counter.press(str(score_for(answers[team])))
+        counter.press("Enter")
+        page.wait_for_function(f"!document.getElementById('progress').textContent.startsWith('{graded} /')")
+    page.close()
+    return counter
+
+
+def grade_with_formgrader(server, browser, course: Path) -> Counter:
+    # The formgrader's Ctrl+. walks the submissions in the gradebook's order: start at its first.
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}", "ml-ex2") as gradebook:
+        first_id = gradebook.notebook_submissions(NOTEBOOK_NAME, ASSIGNMENT_ID)[0].id
+    page = browser.new_page()
+    page.goto(server.url)  # logs in with the token; not counted below
+    counter = Counter(page)
+    page.goto(f"{server.root}/formgrader/submissions/{first_id}/?index=0")
+    page.wait_for_function("window.MathJax && window.MathJax.loaded === true")
+    counter.clicks += 1
+    page.locator(f"input.score#{QUESTION}").click()
+    page.wait_for_timeout(300)
+    while True:
+        answer = page.locator(f"#{QUESTION}-comment").locator(
+            "xpath=ancestor::div[contains(@class,'nbgrader_cell')]").locator(".text_cell_render").inner_text()
+        if answer.strip() != "YOUR ANSWER HERE":  # nbgrader scored a blank answer itself: just move on
+            counter.press(str(score_for(answer)))
+        loads = counter.loads
+        # Saves the page, then opens the next submission with the same field selected.
+        counter.press("Control+.")
+        deadline = time.monotonic() + 90  # nbconvert renders each page: slow on a busy machine
+        while counter.loads == loads and time.monotonic() < deadline:
+            page.wait_for_timeout(100)
+        if counter.loads == loads or "/formgrader/submissions/" not in page.url:
+            print(f"formgrader stopped after {counter.loads} page loads at {page.url}", file=sys.stderr)
+            break  # past the last submission, Ctrl+. leads back to the list
+        page.wait_for_function("window.MathJax && window.MathJax.loaded === true")
+    page.close()
+    return counter
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", type=Path, default=None, help="folder for the class (default: a temporary one)")
+    parser.add_argument("--only", choices=("question page", "formgrader"), help="run one of the two")
+    arguments = parser.parse_args()
+    work = arguments.work or Path(tempfile.mkdtemp(prefix="ta-bench-"))
+    answers = class_answers()
+    teams = {team: ("Team members: " + team, {QUESTION: text} if text else {}) for team, text in answers.items()}
+    started = time.monotonic()
+    course = work / "course"
+    if not (course / "gradebook.db").exists():
+        ta.graded_class(folder=work, teams=teams, roster="username,first_name,last_name,email\n")
+    print(f"class of {TEAMS} teams graded in {time.monotonic() - started:.0f} s")
+    pristine = work / "gradebook.pristine.db"
+    if not pristine.exists():
+        shutil.copy(course / "gradebook.db", pristine)
+
+    from playwright.sync_api import sync_playwright
+
+    groups = len({" ".join(text.split()).casefold() for text in answers.values() if text})
+    results = {}
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=ta.CHROMIUM, args=ta.CHROMIUM_ARGS)
+        for name in [arguments.only] if arguments.only else ["question page", "formgrader"]:
+            shutil.copy(pristine, course / "gradebook.db")
+            server = ta.GradingServer(course)
+            try:
+                if name == "question page":
+                    counter = grade_with_question_page(server, browser, answers)
+                else:
+                    counter = grade_with_formgrader(server, browser, course)
+            finally:
+                server.stop()
+            scores = manual_scores(course)
+            expected = {team: float(score_for(text)) for team, text in answers.items() if text}
+            saved = sum(scores.get(team) == score for team, score in expected.items())
+            results[name] = (counter, saved, len(expected))
+        browser.close()
+
+    print(f"{QUESTION}: {TEAMS} teams, {len([t for t in answers.values() if t])} answers, "
+          f"{groups} distinct after normalizing case and whitespace")
+    print(f"{'measured':15} {'key presses':>11} {'clicks':>6} {'page loads':>10} {'scores saved':>13}")
+    for name, (counter, saved, expected) in results.items():
+        print(f"{name:15} {counter.keys:>11} {counter.clicks:>6} {counter.loads:>10} {saved:>7} / {expected}")
+    answered = sum(1 for text in answers.values() if text)
+    blank = TEAMS - answered
+    print("formgrader, counted from its page (one submission per page, nothing grouped):")
+    print(f"  with shortcuts (digit, Ctrl+. per team): {2 * answered + blank} key presses, 1 click, "
+          f"{TEAMS + 1} page loads")
+    print(f"  offline without coursekit (no MathJax, no shortcuts): {answered} key presses, "
+          f"{2 * answered + blank} clicks (score field, Next), {answered} scrolls to the question, {TEAMS} page loads")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,24 @@
+"""Grading one free-text question across all teams, as a Jupyter server extension.
+
+Served at /coursekit/questions by any Jupyter server started in the course
+folder (JupyterLab included) once the extension is enabled; the package
+installs the config file that enables it, and `coursekit ta-grade` starts a
+server with it.
+"""
+
+
+def _jupyter_server_extension_points():
+    return [{"module": "coursekit.ta_grading"}]
+
+
+def _load_jupyter_server_extension(server_app) -> None:
+    from .handlers import URL_PREFIX, register_handlers
+
+    register_handlers(server_app)
+    server_app.log.info("coursekit: question-by-question grading at %s", URL_PREFIX)
+    try:
+        from .formgrader import formgrader_handlers_for
+    except ImportError:  # nbgrader without its formgrader: the question page still works
+        return
+    web_app = server_app.web_app
+    web_app.add_handlers(".*$", formgrader_handlers_for(web_app.settings["base_url"]))

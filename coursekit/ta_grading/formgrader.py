@@ -1,0 +1,104 @@
+"""nbgrader's formgrader, for TAs: the rubric beside each free-text answer, MathJax without a CDN.
+
+The formgrader renders a submission with an HTMLExporter kept in the server's
+settings. Its submission page is served here by a subclass of nbgrader's own
+handler whose exporter uses a template extending nbgrader's: the same page,
+plus the master notebook's reference answer and rubric after each manually
+graded answer, and a local stand-in for MathJax. Only this page (the TAs')
+changes: release and feedback are made by other exporters and never see it.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from jupyter_server.base.handlers import JupyterHandler
+from jupyter_server.utils import url_path_join
+from tornado import web
+from nbconvert.exporters import HTMLExporter
+from nbgrader.server_extensions.formgrader import handlers as formgrader_handlers
+from traitlets import Dict
+
+from .handlers import instructor_markdown
+from .questions import CoursePaths, read_master
+from ..errors import CourseKitError
+from ..notebooks import SOLUTION_REGION
+from ..rebuild import grade_id_of, is_answer, source_of
+
+HERE = Path(__file__).resolve().parent
+TEMPLATES = HERE / "formgrade_templates"
+STATIC = HERE / "static"
+STATIC_URL = "/coursekit/static"
+EXPORTER_SETTING = "coursekit_formgrade_exporter"
+
+
+class RubricFormgradeExporter(HTMLExporter):
+    """nbgrader's formgrade page with every manually graded answer's reference and rubric."""
+
+    references = Dict(help="grade_id -> reference answer and rubric (markdown), set per page")
+
+    def from_filename(self, filename, resources=None, **kw):
+        resources = dict(resources or {})
+        resources["coursekit_references"] = self.references_for(resources)
+        resources["coursekit_mathjax_url"] = f"{resources.get('base_url', '')}{STATIC_URL}/mathjax-offline.js"
+        return super().from_filename(filename, resources=resources, **kw)
+
+    def references_for(self, resources: dict) -> dict[str, str]:
+        paths = self.paths
+        if paths is None:
+            return {}
+        try:
+            master = read_master(paths, assignment_id=resources.get("assignment_id", ""),
+                                 notebook_id=resources.get("notebook_id", ""))
+        except CourseKitError:
+            return {}
+        references = {}
+        for cell in master.cells:
+            regions = SOLUTION_REGION.findall(source_of(cell))
+            if is_answer(cell) and cell.get("cell_type") == "markdown" and regions:
+                references[grade_id_of(cell)] = "\n".join(regions)
+        return references
+
+    paths: CoursePaths | None = None
+
+
+class RubricSubmissionHandler(formgrader_handlers.SubmissionHandler):
+    """nbgrader's submission page, rendered with RubricFormgradeExporter."""
+
+    @property
+    def exporter(self):
+        exporter = self.settings.get(EXPORTER_SETTING)
+        if exporter is None:
+            original = self.settings["nbgrader_exporter"]
+            # Keyword arguments, not attributes set afterwards: the template is looked up once, at init.
+            exporter = RubricFormgradeExporter(
+                config=original.config, template_name="coursekit_formgrade",
+                extra_template_basedirs=[formgrader_handlers.template_path, str(TEMPLATES)],
+                # So that 'formgrade/index.html.j2' names nbgrader's page, which ours extends.
+                extra_template_paths=[formgrader_handlers.template_path],
+                filters={"coursekit_markdown": instructor_markdown})
+            self.settings[EXPORTER_SETTING] = exporter
+        exporter.paths = self.course_paths()
+        return exporter
+
+    def course_paths(self) -> CoursePaths | None:
+        from .questions import course_paths
+
+        try:
+            return course_paths(root_dir=Path(self.coursedir.root))
+        except CourseKitError:
+            return None
+
+
+class OfflineMathJaxHandler(JupyterHandler):
+    @web.authenticated
+    def get(self) -> None:
+        self.set_header("Content-Type", "text/javascript; charset=utf-8")
+        self.finish((STATIC / "mathjax-offline.js").read_bytes())
+
+
+def formgrader_handlers_for(base_url: str) -> list[tuple]:
+    """Registered before nbgrader's own (extensions load in name order), so these answer first."""
+    return [
+        (url_path_join(base_url, r"/formgrader/submissions/([^/]+)/?"), RubricSubmissionHandler),
+        (url_path_join(base_url, STATIC_URL + "/mathjax-offline.js"), OfflineMathJaxHandler),
+    ]
