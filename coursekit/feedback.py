@@ -29,10 +29,11 @@ from nbformat.notebooknode import NotebookNode
 from traitlets import Unicode
 
 from nbgrader import utils
-from nbgrader.api import Gradebook, MissingEntry
+from nbgrader.api import Gradebook
 from nbgrader.preprocessors import NbGraderPreprocessor
 
 from .errors import CourseKitError
+from .grading import nbgrader_in_fork, submitted_notebooks
 from .notebooks import ASSIGNMENT_ID, NOTEBOOK_NAME
 
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -218,11 +219,7 @@ def answers_waiting_for_ta(*, database: str, teams: list[str]) -> dict[str, froz
     """Per team, the grade_ids of the answers a TA still has to grade (teams without such answers left out)."""
     waiting = {}
     with Gradebook(database) as gradebook:
-        for team in teams:
-            try:
-                notebook = gradebook.find_submission_notebook(NOTEBOOK_NAME, ASSIGNMENT_ID, team)
-            except MissingEntry:
-                continue
+        for team, notebook in submitted_notebooks(gradebook, teams):
             grade_ids = frozenset(grade.name for grade in notebook.grades if waits_for_ta(grade))
             if grade_ids:
                 waiting[team] = grade_ids
@@ -257,11 +254,7 @@ def feedback_states(*, course_root: Path, database: str, teams: list[str]) -> di
     code = hashlib.sha256((course_root / "nbgrader_config.py").read_bytes() + Path(__file__).read_bytes()).hexdigest()
     states = {}
     with Gradebook(database) as gradebook:
-        for team in teams:
-            try:
-                notebook = gradebook.find_submission_notebook(NOTEBOOK_NAME, ASSIGNMENT_ID, team)
-            except MissingEntry:
-                continue
+        for team, notebook in submitted_notebooks(gradebook, teams):
             autograded = course_root / "autograded" / team / ASSIGNMENT_ID / f"{NOTEBOOK_NAME}.ipynb"
             if not autograded.exists():
                 continue  # no feedback can be made without it (its grading failed)
@@ -329,8 +322,6 @@ def generate_feedback(*, course_root: Path, teams: list[str], work: Path, worker
 
 
 def generate_feedback_for(course_root: Path, everyone: set[str], group: list[str]) -> None:
-    from .grading import nbgrader_in_fork
-
     arguments = ["generate_feedback", ASSIGNMENT_ID, "--force"]
     others = sorted(everyone - set(group))
     if others:

@@ -16,7 +16,8 @@ import signal
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, ContextManager
+from collections.abc import Iterable, Iterator
+from typing import Any, Callable, ContextManager
 
 import nbformat
 from nbformat import NotebookNode
@@ -122,11 +123,7 @@ def read_scores(
     scores = {}
     with Gradebook(database) as gradebook:
         ids = student_ids if student_ids is not None else [s.id for s in gradebook.students]
-        for student_id in ids:
-            try:
-                notebook = gradebook.find_submission_notebook(NOTEBOOK_NAME, ASSIGNMENT_ID, student_id)
-            except MissingEntry:
-                continue
+        for student_id, notebook in submitted_notebooks(gradebook, ids):
             cells = tuple(
                 CellScore(
                     grade_id=grade.name,
@@ -141,6 +138,15 @@ def read_scores(
             status, reason = grading_status(course_root, student_id)
             scores[student_id] = StudentScores(student_id=student_id, cells=cells, status=status, reason=reason)
     return scores
+
+
+def submitted_notebooks(gradebook: Gradebook, student_ids: Iterable[str]) -> Iterator[tuple[str, Any]]:
+    """(student id, the gradebook's record of their notebook) for each student who has one."""
+    for student_id in student_ids:
+        try:
+            yield student_id, gradebook.find_submission_notebook(NOTEBOOK_NAME, ASSIGNMENT_ID, student_id)
+        except MissingEntry:
+            continue
 
 
 def grading_status(course_root: Path, student_id: str) -> tuple[GradingStatus, str]:
