@@ -91,13 +91,16 @@ class SandboxedExecute(Execute):
     ).tag(config=True)
 
     # The grader is not a widget front end: comm messages from student code
-    # could otherwise redirect a cell's outputs or write into the notebook's metadata.
+    # could otherwise redirect a cell's outputs, write into the notebook's
+    # metadata, or (a malformed widget) crash nbclient and so the whole notebook.
     store_widget_state = Bool(False).tag(config=True)
 
     def __init__(self, **kwargs):
         kwargs.setdefault("kernel_manager_class", SandboxedKernelManager)
         super().__init__(**kwargs)
-        self.comm_open_handlers = {}
+
+    def handle_comm_msg(self, outs, msg, cell_index):
+        """Comm messages are ignored (see store_widget_state)."""
 
     def preprocess(self, nb, resources=None, km=None):
         self._deadline = time.monotonic() + self.notebook_timeout
