@@ -90,7 +90,8 @@ def _team_row(result: TeamResult, entry: RosterEntry | None, username: str, assi
         "max_total": format_points(result.max_total if result.cells else assignment_max),
         "status": result.status,
         "needs_manual_grading": _yes_no(result.needs_manual_grading),
-        "team_members": " / ".join(result.written_members.splitlines()),
+        "team_members": " / ".join(line.strip().lstrip("-*•").strip()
+                                   for line in result.written_members.splitlines() if line.strip()),
     }
 
 

@@ -150,8 +150,17 @@ class OutputCappedIOPubChannel(AsyncZMQSocketChannel):
             self.cell_left[cell] = max(min(CELL_OUTPUT_LIMIT_BYTES, self.notebook_left), CELL_OUTPUT_ALLOWANCE_BYTES)
         size = sum(len(frame) for frame in signed[4:])
         if size > self.cell_left[cell]:
+            # A stream keeps what fits (ipykernel joins a flood into few big messages,
+            # the first one holding what the student printed first); other outputs go whole.
+            kept = ""
+            if message["msg_type"] == "stream" and self.cell_left[cell] > 0:
+                text = self.session.unpack(message["content"]).get("text")
+                kept = text[: self.cell_left[cell]] if isinstance(text, str) else ""
             message["content"] = self.truncated(message["msg_type"], first=cell not in self.truncated_cells)
+            if kept:
+                message["content"]["text"] = for_people({"text": kept})["text"] + message["content"]["text"]
             message["buffers"] = []
+            self.notebook_left -= len(kept)
             self.truncated_cells.add(cell)
             self.cell_left[cell] = 0
             return message
