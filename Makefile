@@ -5,7 +5,7 @@ BIN := $(CURDIR)/$(VENV)/bin
 PYTHON ?= python3
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup test demo accuracy release benchmark clean
+.PHONY: setup test test-fast demo accuracy release benchmark clean
 
 setup: $(VENV)/.installed
 
@@ -24,6 +24,13 @@ $(VENV)/.installed: pyproject.toml
 
 test: setup
 	$(BIN)/python -m pytest
+
+# The fast tier for quick edits (~1 min): the judge, the wire format, import, integrity,
+# CSVs, HTML sanitizing and the CLI; no nbgrader run, no kernel, no browser.
+FAST_TESTS := tests/test_checks.py tests/test_html_safety.py tests/test_importing.py tests/test_integrity.py \
+	tests/test_exporting.py tests/test_notebooks.py tests/test_readme.py tests/test_cli.py
+test-fast: setup
+	$(BIN)/python -m pytest $(FAST_TESTS)
 
 demo: setup
 	$(BIN)/coursekit demo
