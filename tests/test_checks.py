@@ -215,6 +215,9 @@ def test_loss_function_is_judged_on_the_challenge():
      "shape": [2], "requires_grad": False, "has_grad_fn": False, "is_parameter": False}}, "tensors": "!!notbase64"},
     {"format": 1, "grade_id": "param_count", "values": {"n_params": {"kind": "sequence", "type": "list", "items": [[[[[]]]]]}}},
     {"format": 1, "grade_id": "bmm_x_shape", "values": {"x_shape": {"kind": "number", "type": "int", "value": 5}}, "tensors": ""},
+    {"format": 1, "grade_id": "param_count", "values": {"n_params": {"kind": "tensor", "dtype": [], "shape": [1],
+     "requires_grad": False, "has_grad_fn": False, "is_parameter": False}}, "tensors": ""},
+    {"format": 1, "grade_id": "param_count", "values": {"n_params": {"kind": {"a": 1}}}, "tensors": ""},
 ])
 def test_malformed_records_score_zero_and_never_crash(payload):
     verdict = checks.judge("param_count", [payload], points=5, situation=checks.Situation(challenge=1))
