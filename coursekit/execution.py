@@ -63,7 +63,8 @@ def judged_answer(cell: NotebookNode) -> str | None:
 
 
 def is_answer_record(output: NotebookNode) -> bool:
-    return output.get("output_type") in ("display_data", "execute_result") and ANSWER_MIME in output.get("data", {})
+    data = output.get("data")
+    return output.get("output_type") in ("display_data", "execute_result") and isinstance(data, dict) and ANSWER_MIME in data
 
 
 def output_size(output: NotebookNode) -> int:
@@ -156,12 +157,33 @@ class SandboxedExecute(Execute):
             await self.run_silently(f"__import__('coursekit.repairs').repairs.repair({answer_id!r}, globals())")
 
     def output(self, outs, msg, display_id, cell_index):
-        """Answer records beyond the size or count a test cell may send are dropped as they arrive."""
-        out = super().output(outs, msg, display_id, cell_index)
+        """Answer records beyond the size or count a test cell may send are dropped as they arrive.
+
+        So is an output that is not valid nbformat (a kernel can send any message
+        content; nbclient would let the validation error end the notebook).
+        """
+        try:
+            out = super().output(outs, msg, display_id, cell_index)
+        except Exception:
+            return None
         if out is not None and is_answer_record(out) and (
                 output_size(out) > MAX_RECORD_CHARS or sum(is_answer_record(o) for o in outs) > RECORDS_PER_CELL):
             outs.remove(out)
         return out
+
+    def process_message(self, msg, cell, cell_index):
+        try:
+            return super().process_message(msg, cell, cell_index)
+        finally:
+            # nbclient copies any message's execution_count into the cell unchecked.
+            if type(cell.get("execution_count")) is not int:
+                cell["execution_count"] = None
+
+    def _update_display_id(self, display_id, msg):
+        try:
+            super()._update_display_id(display_id, msg)
+        except Exception:  # an invalid update from student code changes nothing
+            pass
 
     async def run_silently(self, code: str) -> bool:
         try:
