@@ -16,7 +16,9 @@ from pathlib import Path
 
 import nbformat
 
+from .exporting import is_autograded
 from .notebooks import ASSIGNMENT_ID, NOTEBOOK_NAME, fill_answers, master_answers, read_notebook
+from .safe_text import printable
 from .workflow import RunSummary, grade_download
 
 SAMPLES = Path(__file__).parent / "demo_class"
@@ -111,11 +113,11 @@ def run_demo(*, course_root: Path, work_dir: Path, workers: int) -> str:
 def format_class_table(summary: RunSummary) -> str:
     lines = [f"{'team':<24} {'autograded':>10}  {'status':<15} reason", "-" * 78]
     for result in summary.results:
-        autograded = [cell for cell in result.cells if not cell.needs_manual_grade]
+        autograded = [cell for cell in result.cells if is_autograded(cell)]
         points = f"{sum(c.score for c in autograded):g}/{sum(c.max_score for c in autograded):g}" if autograded else "-"
         lines.append(f"{result.team_id:<24} {points:>10}  {result.status:<15} {result.reason[:40]}")
     for problem in summary.problems:
-        lines.append(f"! {problem.kind}: {problem.message}")
+        lines.append(printable(f"! {problem.kind}: {problem.message}"))
     for username in summary.missing:
         lines.append(f"! no submission: {username}")
     return "\n".join(lines + [""] + summary.lines())
