@@ -26,13 +26,13 @@ c.SandboxedKernelManager.allow_grading_without_sandbox = False
 c.ClearMetadataPreprocessor.preserve_nb_metadata_mask = [("language_info", "name"), ("coursekit",)]
 
 # Any file is read: what is not a notebook is graded as a blank one, with a reason.
-c.Autograde.exporter_class = "coursekit.rebuild.TolerantNotebookExporter"
+c.Autograde.exporter_class = "coursekit.nbgrader_plugins.rebuild.TolerantNotebookExporter"
 
 # Sanitizing. RebuildFromRelease goes first: it replaces every cell with the
 # release's, keeping only the sources of the student's answers, so the steps
 # after it never see forged metadata, skip tags or missing test cells.
 c.Autograde.sanitize_preprocessors = [
-    "coursekit.rebuild.RebuildFromRelease",
+    "coursekit.nbgrader_plugins.rebuild.RebuildFromRelease",
     "nbgrader.preprocessors.ClearOutput",
     "nbgrader.preprocessors.DeduplicateIds",
     "nbgrader.preprocessors.OverwriteKernelspec",
@@ -40,38 +40,38 @@ c.Autograde.sanitize_preprocessors = [
     "nbgrader.preprocessors.CheckCellMetadata",
 ]
 
-# Autograding. SandboxedExecute (coursekit.execution) runs the kernel in a
-# sandbox (coursekit.sandbox); the kernel only records answers as data, and
-# SandboxedExecute writes the judge's verdict (coursekit.checks) into each test cell.
+# Autograding. SandboxedExecute (coursekit.nbgrader_plugins.execution) runs the kernel in a
+# sandbox (coursekit.sandbox.kernel_manager); the kernel only records answers as data, and
+# SandboxedExecute writes the judge's verdict (coursekit.exercise.checks) into each test cell.
 # MoveTestStderrToStdout must run before SaveAutoGradesKeepingReviews (nbgrader's
 # SaveAutoGrades, keeping TA grades of unchanged free-text answers), which reads
 # the outputs to decide the points.
 c.Autograde.autograde_preprocessors = [
-    "coursekit.execution.SandboxedExecute",
+    "coursekit.nbgrader_plugins.execution.SandboxedExecute",
     "nbgrader.preprocessors.IgnorePattern",
     "nbconvert.preprocessors.ClearMetadataPreprocessor",
     "nbgrader.preprocessors.LimitOutput",
-    "coursekit.preprocessors.MoveTestStderrToStdout",
-    "coursekit.ta_grading.keep_reviews.SaveAutoGradesKeepingReviews",
+    "coursekit.nbgrader_plugins.preprocessors.MoveTestStderrToStdout",
+    "coursekit.nbgrader_plugins.keep_reviews.SaveAutoGradesKeepingReviews",
     "nbgrader.preprocessors.AssignLatePenalties",
     "nbgrader.preprocessors.CheckCellMetadata",
     # Last: scores are decided on what the student's code really printed, and the
     # notebook written to autograded/ (which the formgrader shows TAs) holds no live HTML.
-    "coursekit.preprocessors.SanitizeStudentContent",
+    "coursekit.nbgrader_plugins.preprocessors.SanitizeStudentContent",
 ]
 
 # Feedback goes to students: the hidden tests' source never does. CutHiddenTraceback
-# (coursekit.feedback) cuts tracebacks to the student's and the release's lines and
+# (coursekit.reports.feedback) cuts tracebacks to the student's and the release's lines and
 # must run before ClearHiddenTests; MarkWaitingForTA shows "waiting for a TA" instead
 # of 0 points for answers no TA has graded yet and must run after GetGrades.
 c.GenerateFeedback.preprocessors = [
     "nbgrader.preprocessors.GetGrades",
-    "coursekit.feedback.CutHiddenTraceback",
+    "coursekit.reports.feedback.CutHiddenTraceback",
     "nbgrader.preprocessors.ClearHiddenTests",
-    "coursekit.feedback.MarkWaitingForTA",
+    "coursekit.reports.feedback.MarkWaitingForTA",
     "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
     # Again, for notebooks autograded before the sanitizer was configured.
-    "coursekit.preprocessors.SanitizeStudentContent",
+    "coursekit.nbgrader_plugins.preprocessors.SanitizeStudentContent",
 ]
 
 # OLAT bulk assessment (results/olat/): points needed for `passed` = yes.

@@ -25,8 +25,8 @@ REPOSITORY = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPOSITORY))
 
 from coursekit import demo  # noqa: E402
-from coursekit.grading import run_nbgrader, submission_path  # noqa: E402
-from coursekit.workflow import grade_download  # noqa: E402
+from coursekit.engine.grading import run_nbgrader, submission_path  # noqa: E402
+from coursekit.engine.workflow import grade_download  # noqa: E402
 
 MIX = ["all_correct", "partly_right", "half_done", "attention_mixups", "blank"]
 STOCK_CONFIG = '''c = get_config()

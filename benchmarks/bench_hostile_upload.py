@@ -26,7 +26,7 @@ REPOSITORY = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPOSITORY))
 
 from coursekit import demo  # noqa: E402
-from coursekit.importing import import_download  # noqa: E402
+from coursekit.olat.importing import import_download  # noqa: E402
 
 MEBIBYTE = 1024 * 1024
 GIBIBYTE = 1024 * MEBIBYTE

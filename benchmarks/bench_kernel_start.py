@@ -20,7 +20,7 @@ import nbformat
 from jupyter_core.utils import run_sync
 from nbclient import NotebookClient
 
-from coursekit.sandbox import SandboxedKernelManager
+from coursekit.sandbox.kernel_manager import SandboxedKernelManager
 
 MASTER = Path(__file__).resolve().parent.parent / "source" / "ex2" / "ml_ex2.ipynb"
 

@@ -11,9 +11,9 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import CourseKitError
-from .grading import StudentScores, grade_notebooks
-from .notebooks import ASSIGNMENT_ID, NOTEBOOK_NAME, fill_answers, master_answers, read_notebook
+from coursekit.errors import CourseKitError
+from coursekit.engine.grading import StudentScores, grade_notebooks
+from coursekit.notebooks import ASSIGNMENT_ID, NOTEBOOK_NAME, fill_answers, master_answers, read_notebook
 
 BASELINE_ID = "baseline"
 

@@ -7,7 +7,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .errors import CourseKitError
+from coursekit.errors import CourseKitError
 
 COURSE_ROOT = Path(__file__).resolve().parent.parent
 
@@ -17,7 +17,7 @@ def default_workers() -> int:
 
 
 def command_accuracy(arguments: argparse.Namespace) -> int:
-    from .accuracy import evaluate, format_table
+    from coursekit.accuracy import evaluate, format_table
 
     with tempfile.TemporaryDirectory(prefix="coursekit-accuracy-") as work_dir:
         outcomes = evaluate(course_root=arguments.course, corpus=arguments.corpus,
@@ -27,14 +27,14 @@ def command_accuracy(arguments: argparse.Namespace) -> int:
 
 
 def command_demo(arguments: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from coursekit.demo import run_demo
 
     print(run_demo(course_root=arguments.course, work_dir=arguments.output, workers=arguments.workers))
     return 0
 
 
 def command_grade(arguments: argparse.Namespace) -> int:
-    from .workflow import grade_download
+    from coursekit.engine.workflow import grade_download
 
     summary = grade_download(download=arguments.download, course_root=arguments.course.resolve(),
                              output_folder=arguments.output.resolve(), workers=arguments.workers,
@@ -51,7 +51,7 @@ def uploader_and_team(text: str) -> tuple[str, str]:
 
 
 def command_ta_grade(arguments: argparse.Namespace) -> int:
-    from .ta_grading.server import serve
+    from coursekit.ta_grading.server import serve
 
     serve(course_root=arguments.course.resolve(), port=arguments.port, on_ready=lambda text: print(text, flush=True))
     return 0

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import nbformat
 
-from .exporting import is_autograded
-from .notebooks import ASSIGNMENT_ID, NOTEBOOK_NAME, fill_answers, master_answers, read_notebook
-from .safe_text import printable
-from .workflow import RunSummary, grade_download
+from coursekit.reports.exporting import is_autograded
+from coursekit.notebooks import ASSIGNMENT_ID, NOTEBOOK_NAME, fill_answers, master_answers, read_notebook
+from coursekit.safe_text import printable
+from coursekit.engine.workflow import RunSummary, grade_download
 
 SAMPLES = Path(__file__).parent / "demo_class"
 

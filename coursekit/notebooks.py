@@ -12,7 +12,7 @@ from pathlib import Path
 import nbformat
 from nbformat import NotebookNode
 
-from .errors import CourseKitError
+from coursekit.errors import CourseKitError
 
 ASSIGNMENT_ID = "ex2"
 NOTEBOOK_NAME = "ml_ex2"

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .grading import CellScore
-from .integrity import Finding
+from coursekit.engine.grading import CellScore
+from coursekit.reports.integrity import Finding
 
 # Which graded cells (grade_ids in the gradebook) make up each task's points.
 TASK_CELLS: dict[str, tuple[str, ...]] = {

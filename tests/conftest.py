@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from coursekit import grading
+from coursekit.engine import grading
 from coursekit.notebooks import ASSIGNMENT_ID, NOTEBOOK_NAME, read_notebook
 
 REPOSITORY = Path(__file__).resolve().parent.parent

@@ -4,7 +4,8 @@ from collections import Counter
 
 import pytest
 
-from coursekit import accuracy, checks
+from coursekit import accuracy
+from coursekit.exercise import checks
 from coursekit.errors import CourseKitError
 from conftest import REPOSITORY
 

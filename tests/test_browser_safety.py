@@ -33,7 +33,7 @@ import pytest
 from nbconvert import HTMLExporter
 from nbgrader.api import Gradebook
 
-from coursekit import grading
+from coursekit.engine import grading
 from coursekit.notebooks import (ASSIGNMENT_ID, NOTEBOOK_NAME, fill_answers, master_answers, read_notebook,
                                  write_notebook)
 from conftest import MASTER_PATH

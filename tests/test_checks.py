@@ -1,6 +1,6 @@
 """The judge on answers recorded the way the kernel records them: fast, no kernel.
 
-`checks.grade_namespace` runs the kernel's recorder (coursekit.collect) on a
+`checks.grade_namespace` runs the kernel's recorder (coursekit.exercise.collect) on a
 namespace, sends the record through the wire format and judges it, exactly
 as the grading process does with a record from a kernel.
 """
@@ -11,8 +11,9 @@ import pytest
 import torch
 import torch.nn as nn
 
-from coursekit import checks, collect
-from coursekit.answer_protocol import MAX_RECORD_CHARS, decode, encode
+from coursekit.exercise import checks
+from coursekit.exercise import collect
+from coursekit.protocol import MAX_RECORD_CHARS, decode, encode
 
 
 def attention_namespace():

@@ -2,10 +2,10 @@
 from pathlib import Path
 
 from coursekit.demo import format_class_table
-from coursekit.grading import CellScore
-from coursekit.importing import ImportProblem
+from coursekit.engine.grading import CellScore
+from coursekit.olat.importing import ImportProblem
 from coursekit.records import TeamResult
-from coursekit.workflow import RunSummary
+from coursekit.engine.workflow import RunSummary
 
 
 def test_the_table_counts_only_autograded_cells_and_prints_no_control_characters():

@@ -4,10 +4,10 @@ from pathlib import Path
 import pytest
 
 from coursekit.errors import CourseKitError
-from coursekit.exporting import format_points, summary_counts, write_grades_csv
-from coursekit.grading import CellScore
-from coursekit.importing import RosterEntry
-from coursekit.integrity import Finding
+from coursekit.reports.exporting import format_points, summary_counts, write_grades_csv
+from coursekit.engine.grading import CellScore
+from coursekit.olat.importing import RosterEntry
+from coursekit.reports.integrity import Finding
 from coursekit.records import TASK_CELLS, TeamResult
 
 # The points of every graded cell in the master notebook; "_test" cells are autograded, the rest free text.

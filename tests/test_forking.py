@@ -3,8 +3,8 @@ import os
 import signal
 from pathlib import Path
 
-from coursekit import forking
-from coursekit.grading import tool_environment
+from coursekit.engine import forking
+from coursekit.engine.grading import tool_environment
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from coursekit import grading
+from coursekit.engine import grading
 from coursekit.demo import copy_course
 from coursekit.errors import CourseKitError
 from coursekit.notebooks import fill_answers, master_answers, read_notebook, write_notebook

@@ -12,7 +12,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from coursekit import grading
+from coursekit.engine import grading
 from coursekit.notebooks import fill_answers, grade_id, is_answer_cell, master_answers
 from conftest import REPOSITORY
 
@@ -142,7 +142,7 @@ def sandbox_processes():
             line = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:  # the process ended while we looked
             continue
-        if "sleep 613" in line or "coursekit.hardened_kernel" in line:
+        if "sleep 613" in line or "coursekit.sandbox.hardened_kernel" in line:
             found.append(line)
     return found
 

@@ -15,8 +15,8 @@ import pytest
 
 from coursekit import demo
 from coursekit.notebooks import fill_answers, master_answers, read_notebook
-from coursekit.rebuild import read_cells
-from coursekit.workflow import read_state
+from coursekit.nbgrader_plugins.rebuild import read_cells
+from coursekit.engine.workflow import read_state
 from conftest import MASTER_PATH, RELEASE_PATH, REPOSITORY
 
 sys.path.insert(0, str(REPOSITORY / "benchmarks"))

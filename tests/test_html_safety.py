@@ -4,8 +4,8 @@ import copy
 import nbformat
 import pytest
 
-from coursekit.html_safety import PLAIN_TEXT_NOTE, clean_html, clean_markdown, clean_svg, renders_safely
-from coursekit.preprocessors import SanitizeStudentContent, safe_output
+from coursekit.reports.html_safety import PLAIN_TEXT_NOTE, clean_html, clean_markdown, clean_svg, renders_safely
+from coursekit.nbgrader_plugins.preprocessors import SanitizeStudentContent, safe_output
 
 
 @pytest.mark.parametrize("text", [

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from coursekit import importing
+from coursekit.olat import importing
 from coursekit.errors import CourseKitError
-from coursekit.importing import (NOTEBOOK_SIZE_LIMIT, ImportResult, RosterEntry, Submission, import_download,
+from coursekit.olat.importing import (NOTEBOOK_SIZE_LIMIT, ImportResult, RosterEntry, Submission, import_download,
                                  read_roster, uploader_of, write_submissions)
 
 NOTEBOOK = b'{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}'

@@ -6,7 +6,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from coursekit.integrity import Finding, format_report, report_html, scan_notebook
+from coursekit.reports.integrity import Finding, format_report, report_html, scan_notebook
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 MASTER_PATH = REPOSITORY / "source" / "ex2" / "ml_ex2.ipynb"
@@ -168,7 +168,7 @@ def test_the_master_solutions_give_no_findings():
 
 
 def test_the_master_notebook_gives_no_findings_because_its_hidden_tests_are_locked():
-    assert "import coursekit.collect as grader_record" in MASTER_PATH.read_text()
+    assert "import coursekit.exercise.collect as grader_record" in MASTER_PATH.read_text()
     assert scan_notebook(content=MASTER_PATH.read_bytes()) == ()
 
 

@@ -6,9 +6,9 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from coursekit import checks
-from coursekit.answer_protocol import ANSWER_MIME, DEFAULT_CHALLENGE
-from coursekit.execution import judged_answer
+from coursekit.exercise import checks
+from coursekit.protocol import ANSWER_MIME, DEFAULT_CHALLENGE
+from coursekit.nbgrader_plugins.execution import judged_answer
 from coursekit.notebooks import grade_id
 from conftest import MASTER_PATH, REPOSITORY
 

@@ -16,13 +16,15 @@ from nbgrader.api import Gradebook
 from traitlets.config import Config
 from traitlets.config.loader import PyFileConfigLoader
 
-from coursekit import demo, feedback, olat_export
+from coursekit import demo
+from coursekit.reports import feedback
+from coursekit.olat import export as olat_export
 from coursekit.errors import CourseKitError
-from coursekit.grading import CellScore, run_nbgrader
-from coursekit.importing import RosterEntry
+from coursekit.engine.grading import CellScore, run_nbgrader
+from coursekit.olat.importing import RosterEntry
 from coursekit.notebooks import ASSIGNMENT_ID, NOTEBOOK_NAME, fill_answers, master_answers, read_notebook
 from coursekit.records import TeamResult
-from coursekit.workflow import grade_download
+from coursekit.engine.workflow import grade_download
 from conftest import MASTER_PATH, RELEASE_PATH, REPOSITORY
 
 # ---- unit tests ----

@@ -1,7 +1,7 @@
 """The committed release is what nbgrader makes from source/, and it leaks nothing."""
 import re
 
-from coursekit.grading import run_nbgrader
+from coursekit.engine.grading import run_nbgrader
 from coursekit.notebooks import master_answers, read_notebook
 from conftest import MASTER_PATH, RELEASE_PATH
 

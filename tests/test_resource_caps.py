@@ -18,8 +18,9 @@ from jupyter_core.utils import run_sync
 from nbclient import NotebookClient
 from nbclient.exceptions import DeadKernelError
 
-from coursekit import cgroups, seccomp
-from coursekit.sandbox import CELL_OUTPUT_LIMIT_BYTES, SandboxedKernelManager
+from coursekit.sandbox import cgroups
+from coursekit.sandbox import seccomp
+from coursekit.sandbox.kernel_manager import CELL_OUTPUT_LIMIT_BYTES, SandboxedKernelManager
 from conftest import MASTER_PATH, REPOSITORY
 
 MIB = 1024 * 1024

@@ -11,8 +11,8 @@ from nbclient import NotebookClient
 from traitlets.config import Config
 
 from coursekit.errors import CourseKitError
-from coursekit.sandbox import SandboxedKernelManager, SandboxUnavailable
-from coursekit.workflow import require_sandbox
+from coursekit.sandbox.kernel_manager import SandboxedKernelManager, SandboxUnavailable
+from coursekit.engine.workflow import require_sandbox
 
 
 @pytest.fixture
@@ -58,7 +58,7 @@ def test_the_kernel_command_is_sandboxed_and_limited(manager_factory, tmp_path):
     if os.geteuid() == 0:
         assert "setpriv" in command and "--no-new-privs" in command
     assert "--unshare-net" in command and "--unshare-pid" in command and "--die-with-parent" in command
-    assert command[-5:-1] == ["-I", "-m", "coursekit.hardened_kernel", "-f"]
+    assert command[-5:-1] == ["-I", "-m", "coursekit.sandbox.hardened_kernel", "-f"]
     work_copy = manager._private_folder / "home"
     assert (work_copy / "data.csv").exists() and not (work_copy / "ml_ex2.ipynb").exists()
 
@@ -134,7 +134,7 @@ def test_a_kernel_sees_only_its_sandbox(manager_factory, tmp_path, fork_server):
     assert printed.count("write blocked") == 2 and "LEAK" not in printed
     assert "network blocked" in printed and "loopback works" in printed
     assert not (tmp_path / "hacked").exists()
-    assert "seccomp 2" in printed  # the filter (coursekit.seccomp) is on
+    assert "seccomp 2" in printed  # the filter (coursekit.sandbox.seccomp) is on
     assert "mounted /tmp tmpfs" in printed and "mounted /dev/shm tmpfs" in printed
     if os.geteuid() == 0:  # the relay's pipes: no log file or terminal to read or rewind; home a tmpfs copy
         assert "output pipe pipe" in printed and "mounted /home/student tmpfs" in printed

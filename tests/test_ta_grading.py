@@ -23,17 +23,18 @@ import nbformat
 import pytest
 from nbgrader.api import Gradebook
 
-from coursekit import demo, grading
+from coursekit import demo
+from coursekit.engine import grading
 from coursekit.notebooks import ASSIGNMENT_ID, NOTEBOOK_NAME, fill_answers, read_notebook
-from coursekit.rebuild import is_team_members_cell, rebuild
+from coursekit.nbgrader_plugins.rebuild import is_team_members_cell, rebuild
 from coursekit.ta_grading.questions import QuestionRef, course_paths, save_grades
-from coursekit.workflow import grade_download
+from coursekit.engine.workflow import grade_download
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
-KEEPING_SAVE = '"coursekit.ta_grading.keep_reviews.SaveAutoGradesKeepingReviews"'
+KEEPING_SAVE = '"coursekit.nbgrader_plugins.keep_reviews.SaveAutoGradesKeepingReviews"'
 QUESTION = "squeeze_explain"
 SECOND = "bmm_why_d"
 SHARED = "Squeeze removes all dimensions of size 1.\nUnsqueeze adds one at the given position."

@@ -8,7 +8,7 @@ import pytest
 
 from coursekit import demo
 from coursekit.errors import CourseKitError
-from coursekit.workflow import grade_download
+from coursekit.engine.workflow import grade_download
 from conftest import REPOSITORY
 
 ROSTER = "username,first_name,last_name,email\nanna,Anna,A,a@x.org\nbob,Bob,B,b@x.org\ncarl,Carl,C,c@x.org\ndora,Dora,D,d@x.org\n"

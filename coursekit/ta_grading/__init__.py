@@ -12,12 +12,12 @@ def _jupyter_server_extension_points():
 
 
 def _load_jupyter_server_extension(server_app) -> None:
-    from .handlers import URL_PREFIX, register_handlers
+    from coursekit.ta_grading.handlers import URL_PREFIX, register_handlers
 
     register_handlers(server_app)
     server_app.log.info("coursekit: question-by-question grading at %s", URL_PREFIX)
     try:
-        from .formgrader import formgrader_handlers_for
+        from coursekit.ta_grading.formgrader import formgrader_handlers_for
     except ImportError:  # nbgrader without its formgrader: the question page still works
         return
     web_app = server_app.web_app

@@ -18,11 +18,11 @@ from nbconvert.exporters import HTMLExporter
 from nbgrader.server_extensions.formgrader import handlers as formgrader_handlers
 from traitlets import Dict
 
-from .handlers import instructor_markdown
-from .questions import CoursePaths, read_master
-from ..errors import CourseKitError
-from ..notebooks import SOLUTION_REGION
-from ..rebuild import grade_id_of, is_answer, source_of
+from coursekit.ta_grading.handlers import instructor_markdown
+from coursekit.ta_grading.questions import CoursePaths, read_master
+from coursekit.errors import CourseKitError
+from coursekit.notebooks import SOLUTION_REGION
+from coursekit.nbgrader_plugins.rebuild import grade_id_of, is_answer, source_of
 
 HERE = Path(__file__).resolve().parent
 TEMPLATES = HERE / "formgrade_templates"
@@ -81,7 +81,7 @@ class RubricSubmissionHandler(formgrader_handlers.SubmissionHandler):
         return exporter
 
     def course_paths(self) -> CoursePaths | None:
-        from .questions import course_paths
+        from coursekit.ta_grading.questions import course_paths
 
         try:
             return course_paths(root_dir=Path(self.coursedir.root))

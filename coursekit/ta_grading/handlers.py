@@ -16,8 +16,8 @@ from jupyter_server.utils import url_path_join
 from nbgrader.api import MissingEntry
 from tornado import web
 
-from ..errors import CourseKitError
-from .questions import QUESTION_ID, CoursePaths, QuestionRef, course_paths, list_questions, load_question, save_grades
+from coursekit.errors import CourseKitError
+from coursekit.ta_grading.questions import QUESTION_ID, CoursePaths, QuestionRef, course_paths, list_questions, load_question, save_grades
 
 URL_PREFIX = "/coursekit/questions"
 API_URL = "/coursekit/api/grades"

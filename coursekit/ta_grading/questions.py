@@ -16,10 +16,10 @@ import nbformat
 from nbgrader.api import Assignment, Gradebook, GradeCell, MissingEntry, Notebook, SolutionCell
 from sqlalchemy.orm import aliased
 
-from ..errors import CourseKitError
-from ..notebooks import SOLUTION_REGION, TEXT_STUB
-from ..rebuild import grade_id_of, source_of, team_members_text
-from .keep_reviews import record_graded_answers
+from coursekit.errors import CourseKitError
+from coursekit.notebooks import SOLUTION_REGION, TEXT_STUB
+from coursekit.nbgrader_plugins.rebuild import grade_id_of, source_of, team_members_text
+from coursekit.nbgrader_plugins.keep_reviews import record_graded_answers
 
 # Assignment, notebook and cell names as they may appear in a URL.
 QUESTION_ID = re.compile(r"^[A-Za-z0-9_.\-]+$")

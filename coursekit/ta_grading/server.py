@@ -5,8 +5,8 @@ import os
 import secrets
 from pathlib import Path
 
-from ..errors import CourseKitError
-from .handlers import URL_PREFIX
+from coursekit.errors import CourseKitError
+from coursekit.ta_grading.handlers import URL_PREFIX
 
 EXTENSION = "coursekit.ta_grading"
 
@@ -39,7 +39,7 @@ def serve(*, course_root: Path, port: int, on_ready=print) -> None:
         raise CourseKitError(f"{course_root} has no gradebook yet; grade the submissions first (coursekit grade).")
     from jupyter_server.serverapp import ServerApp
 
-    from ..grading import ensure_tools_on_path
+    from coursekit.engine.grading import ensure_tools_on_path
 
     ensure_tools_on_path()  # nbgrader's gradebook runs `alembic` from PATH
     # nbgrader's formgrader in the same server reads nbgrader_config.py from the working folder.

@@ -5,7 +5,7 @@ killed the kernel and everything it started die too. So jupyter_client's
 usual handling of a kernel process (poll, kill, wait) works unchanged.
 
     kernel_relay.py --fork-server SOCKET REQUEST
-        asks the fork server (coursekit.fork_server) for a kernel; when the
+        asks the fork server (coursekit.sandbox.fork_server) for a kernel; when the
         relay goes, the server kills the sandbox.
     kernel_relay.py --run OPTIONS -- COMMAND...
         runs COMMAND (bubblewrap around a kernel) as its child: in the memory

@@ -1,7 +1,7 @@
 """Inputs the grader chooses for behaviour checks, derived from a per-cell challenge.
 
-The kernel (coursekit.collect) runs the student's model and loss function on
-these inputs; the judge (coursekit.checks) derives the same inputs from the
+The kernel (coursekit.exercise.collect) runs the student's model and loss function on
+these inputs; the judge (coursekit.exercise.checks) derives the same inputs from the
 challenge it chose and computes what the answers should have been. The
 challenge is fresh for every test cell, so outputs cannot be prepared ahead.
 """

@@ -25,14 +25,21 @@ from nbgrader.api import Gradebook, MissingEntry
 from sqlalchemy.exc import SAWarning
 from traitlets.config.loader import PyFileConfigLoader
 
-from . import exporting, feedback, fork_server, importing, integrity, olat_export, reporting, sandbox
-from .errors import CourseKitError
-from .grading import (autograde_shards, ensure_tools_on_path, nbgrader_in_fork, prepare_course, read_scores,
+from coursekit.reports import exporting
+from coursekit.reports import feedback
+from coursekit.sandbox import fork_server
+from coursekit.olat import importing
+from coursekit.reports import integrity
+from coursekit.olat import export as olat_export
+from coursekit.reports import reporting
+from coursekit.sandbox import kernel_manager as sandbox
+from coursekit.errors import CourseKitError
+from coursekit.engine.grading import (autograde_shards, ensure_tools_on_path, nbgrader_in_fork, prepare_course, read_scores,
                       submission_path)
-from .notebooks import ASSIGNMENT_ID, NOTEBOOK_NAME, read_notebook
-from .rebuild import team_members_text
-from .records import TeamResult
-from .safe_text import one_line, printable
+from coursekit.notebooks import ASSIGNMENT_ID, NOTEBOOK_NAME, read_notebook
+from coursekit.nbgrader_plugins.rebuild import team_members_text
+from coursekit.records import TeamResult
+from coursekit.safe_text import one_line, printable
 
 STATE_FOLDER = ".coursekit"
 

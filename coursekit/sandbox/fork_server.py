@@ -3,7 +3,7 @@
 Starting a kernel costs about 2 s, almost all of it `import torch`; grading a
 notebook takes about 1 s more. So one server per grading process imports
 torch, ipykernel and the hidden checks once, and every kernel is a fork of it
-that builds the sandbox bubblewrap builds (coursekit.namespaces) before any
+that builds the sandbox bubblewrap builds (coursekit.sandbox.namespaces) before any
 student code runs:
 
     server ── per kernel ──> monitor (host namespaces; ends the sandbox when the relay goes)
@@ -13,7 +13,7 @@ student code runs:
                                    └─> kernel (own session, resource limits, random
                                         unprivileged uid, no new privileges, seccomp filter)
 
-jupyter_client starts coursekit/kernel_relay.py as "the kernel", which asks
+jupyter_client starts coursekit/sandbox/kernel_relay.py as "the kernel", which asks
 the server for one over a Unix socket in a root-only folder: that folder's
 mode is what keeps anyone but the grading process from asking. Needs root
 (the namespaces are made without a user namespace); without it the kernel
@@ -33,8 +33,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from . import cgroups, namespaces
-from .namespaces import CLONE_NEWCGROUP, CLONE_NEWIPC, CLONE_NEWNET, CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWUTS
+from coursekit.sandbox import cgroups
+from coursekit.sandbox import namespaces
+from coursekit.sandbox.layout import SANDBOX_HOME, SYSTEM_FILES, SYSTEM_FOLDERS
+from coursekit.sandbox.namespaces import CLONE_NEWCGROUP, CLONE_NEWIPC, CLONE_NEWNET, CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWUTS
 
 START_TIMEOUT_SECONDS = 120
 NEW_NAMESPACES = CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS
@@ -51,7 +53,7 @@ class ForkServer:
         self.folder = tempfile.mkdtemp(prefix="coursekit-forkserver-")  # mode 0700
         self.socket_path = os.path.join(self.folder, "socket")
         self.process = subprocess.Popen(
-            [sys.executable, "-I", "-m", "coursekit.fork_server", self.socket_path],
+            [sys.executable, "-I", "-m", "coursekit.sandbox.fork_server", self.socket_path],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=environment, cwd=self.folder,
         )
         ready, _, _ = select.select([self.process.stdout], [], [], START_TIMEOUT_SECONDS)
@@ -110,7 +112,6 @@ def supported() -> str | None:
         return "it needs root"
     if os.uname().machine not in namespaces.PIVOT_ROOT_SYSCALL:
         return f"no pivot_root number known for {os.uname().machine}"
-    from .sandbox import SANDBOX_HOME, SYSTEM_FILES, SYSTEM_FOLDERS
 
     folder = tempfile.mkdtemp(prefix="coursekit-probe-")
     os.mkdir(os.path.join(folder, "home"))
@@ -156,7 +157,7 @@ def exit_reporting_errors(action, errors: int) -> None:
 
 def preimport() -> str | None:
     """Import what every kernel needs, once; the reason when that makes forking unsafe."""
-    from .hardened_kernel import preimport_protected_modules
+    from coursekit.sandbox.hardened_kernel import preimport_protected_modules
 
     preimport_protected_modules()
     import ipykernel.debugger  # noqa: F401
@@ -201,7 +202,7 @@ def become_kernel(request: dict, output_fds: list[int]) -> None:
         numpy.random.seed()
         from ipykernel.kernelapp import IPKernelApp
 
-        from .hardened_kernel import HardenedKernel
+        from coursekit.sandbox.hardened_kernel import HardenedKernel
 
         IPKernelApp.launch_instance(kernel_class=HardenedKernel, argv=["-f", request["connection_file"]])
         code = 0

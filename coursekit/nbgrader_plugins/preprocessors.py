@@ -13,7 +13,7 @@ from nbformat.notebooknode import NotebookNode
 from nbgrader import utils
 from nbgrader.preprocessors import NbGraderPreprocessor
 
-from .html_safety import clean_html, clean_markdown, clean_svg
+from coursekit.reports.html_safety import clean_html, clean_markdown, clean_svg
 
 
 class MoveTestStderrToStdout(NbGraderPreprocessor):

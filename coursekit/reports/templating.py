@@ -1,4 +1,4 @@
-"""HTML pages from the Jinja2 templates in coursekit/templates, always autoescaped.
+"""HTML pages from the Jinja2 templates in coursekit/reports/templates, always autoescaped.
 
 Team ids, reasons, file names and code come from students' uploads: with
 autoescaping, a template cannot forget to escape them.
@@ -13,7 +13,7 @@ import jinja2
 @cache
 def environment() -> jinja2.Environment:
     return jinja2.Environment(
-        loader=jinja2.PackageLoader("coursekit", "templates"),
+        loader=jinja2.PackageLoader("coursekit.reports", "templates"),
         autoescape=True,
         undefined=jinja2.StrictUndefined,  # a misspelt name fails loudly instead of printing nothing
         trim_blocks=True,

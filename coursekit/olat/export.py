@@ -24,13 +24,13 @@ from pathlib import Path
 from traitlets import Float
 from traitlets.config import Configurable
 
-from .errors import CourseKitError
-from .exporting import format_points, is_autograded
-from .importing import RosterEntry
-from .notebooks import NOTEBOOK_NAME
-from .records import TeamResult
-from .safe_text import spreadsheet_safe
-from .statuses import GradingStatus
+from coursekit.errors import CourseKitError
+from coursekit.reports.exporting import format_points, is_autograded
+from coursekit.olat.importing import RosterEntry
+from coursekit.notebooks import NOTEBOOK_NAME
+from coursekit.records import TeamResult
+from coursekit.safe_text import spreadsheet_safe
+from coursekit.statuses import GradingStatus
 
 OLAT_FOLDER = "olat"
 BULK_ASSESSMENT_FILE = "bulk_assessment.csv"

@@ -24,11 +24,11 @@ from nbformat import NotebookNode
 
 from nbgrader.api import Gradebook, MissingEntry
 
-from . import forking
-from .errors import CourseKitError
-from .notebooks import ASSIGNMENT_ID, NOTEBOOK_NAME, write_notebook
-from .rebuild import STATUS_KEY
-from .statuses import GradingStatus
+from coursekit.engine import forking
+from coursekit.errors import CourseKitError
+from coursekit.notebooks import ASSIGNMENT_ID, NOTEBOOK_NAME, write_notebook
+from coursekit.nbgrader_plugins.rebuild import STATUS_KEY
+from coursekit.statuses import GradingStatus
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,7 @@ def run_nbgrader(course_root: Path, *arguments: str, timeout: float | None = Non
 
 
 def nbgrader_in_fork(course_root: Path, *arguments: str) -> subprocess.CompletedProcess:
-    """Like run_nbgrader, in a fork of this process (~3 s faster, see coursekit.forking).
+    """Like run_nbgrader, in a fork of this process (~3 s faster, see coursekit.engine.forking).
 
     Forking a process with threads can deadlock the fork, so a threaded
     process starts a fresh nbgrader instead.
@@ -213,7 +213,9 @@ def autograde_shards(*, prototype: Path, shards: dict[Path, list[str]],
     # Imported once here rather than once per worker and command.
     import nbgrader.apps.nbgraderapp  # noqa: F401
 
-    from . import execution, preprocessors, rebuild  # noqa: F401 (named in nbgrader_config.py)
+    from coursekit.nbgrader_plugins import execution
+    from coursekit.nbgrader_plugins import preprocessors
+    from coursekit.nbgrader_plugins import rebuild  # noqa: F401 (named in nbgrader_config.py)
 
     workers = {forking.fork_worker(grade_shard, shard_root, students): shard_root
                for shard_root, students in shards.items()}

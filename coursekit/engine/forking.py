@@ -40,8 +40,8 @@ def run_nbgrader_in_fork(course_root: Path, arguments: list[str], path_variable:
     """`nbgrader <arguments>` in `course_root`, in a fork of this (single-threaded) process."""
     from nbgrader.apps.nbgraderapp import NbGraderApp
 
-    from .fork_server import ForkServer
-    from .sandbox import SandboxUnavailable
+    from coursekit.sandbox.fork_server import ForkServer
+    from coursekit.sandbox.kernel_manager import SandboxUnavailable
 
     output_read, output_write = os.pipe()
     errors_read, errors_write = os.pipe()

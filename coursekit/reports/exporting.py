@@ -11,12 +11,12 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from .errors import CourseKitError
-from .grading import CellScore
-from .importing import RosterEntry
-from .records import TASK_CELLS, TeamResult
-from .safe_text import spreadsheet_safe
-from .statuses import GradingStatus
+from coursekit.errors import CourseKitError
+from coursekit.engine.grading import CellScore
+from coursekit.olat.importing import RosterEntry
+from coursekit.records import TASK_CELLS, TeamResult
+from coursekit.safe_text import spreadsheet_safe
+from coursekit.statuses import GradingStatus
 
 NO_SUBMISSION = "no submission"
 TEST_SUFFIX = "_test"

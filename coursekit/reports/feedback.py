@@ -32,9 +32,9 @@ from nbgrader import utils
 from nbgrader.api import Gradebook
 from nbgrader.preprocessors import NbGraderPreprocessor
 
-from .errors import CourseKitError
-from .grading import nbgrader_in_fork, submitted_notebooks
-from .notebooks import ASSIGNMENT_ID, NOTEBOOK_NAME
+from coursekit.errors import CourseKitError
+from coursekit.engine.grading import nbgrader_in_fork, submitted_notebooks
+from coursekit.notebooks import ASSIGNMENT_ID, NOTEBOOK_NAME
 
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 # IPython's frame headers: "Cell In[12], line 3" (IPython >= 8.5), "Input In [12], in <cell line: 3>()" (8.0-8.4).
@@ -302,7 +302,7 @@ def generate_feedback(*, course_root: Path, teams: list[str], work: Path, worker
 
     Feedback generation only reads the gradebook, so the forks can share it.
     """
-    from . import forking  # the preprocessors above must not pull in the grading machinery
+    from coursekit.engine import forking  # the preprocessors above must not pull in the grading machinery
 
     autograded = course_root / "autograded"
     everyone = {path.name for path in autograded.iterdir() if path.is_dir()}

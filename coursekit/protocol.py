@@ -1,11 +1,11 @@
 """What crosses from the student's kernel to the judge: answers as data, never code.
 
 The kernel runs the student's code and the given code only. A hidden test cell
-asks it to record the values the checks need (coursekit.collect); they leave the
+asks it to record the values the checks need (coursekit.exercise.collect); they leave the
 kernel as one display output of type ANSWER_MIME: JSON for numbers, strings,
 shapes and flags, and the tensors in one safetensors blob. Both formats are
 plain data, so loading them cannot run code, and every field is checked against
-hard limits before it is used. The judge (coursekit.checks) then decides the
+hard limits before it is used. The judge (coursekit.exercise.checks) then decides the
 points in the grading process, which never runs student code.
 
 Whatever a student's code does, it can only change the data it sends, and the

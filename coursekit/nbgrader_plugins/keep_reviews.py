@@ -11,7 +11,7 @@ previous autograde or as when the TA graded it on the question page. Changed
 answers are flagged as before.
 
 Use it in place of nbgrader's step in nbgrader_config.py:
-    "coursekit.ta_grading.keep_reviews.SaveAutoGradesKeepingReviews"
+    "coursekit.nbgrader_plugins.keep_reviews.SaveAutoGradesKeepingReviews"
 """
 from __future__ import annotations
 

@@ -1,21 +1,21 @@
 """Sandboxed execution and judging: nbgrader's Execute step, hardened.
 
 Replaces `nbgrader.preprocessors.Execute` in nbgrader_config.py. On top of it:
-- the kernel runs in the sandbox (coursekit.sandbox);
+- the kernel runs in the sandbox (coursekit.sandbox.kernel_manager);
 - a wall-clock cap per notebook, enforced by killing the kernel, so code that
   ignores interrupts cannot stall grading;
 - a kernel that dies (os._exit, segfault, out of memory) or a cell that will
   not stop ends the notebook: the cells left are marked as not run, and the
   notebook is still graded and written;
 - the kernel never judges. Each test cell gets a fresh challenge, its hidden
-  part sends the answers as data (coursekit.answer_protocol), and the judge
-  (coursekit.checks) decides the points here, in the grading process. The
+  part sends the answers as data (coursekit.protocol), and the judge
+  (coursekit.exercise.checks) decides the points here, in the grading process. The
   verdict (score first, then one line per part) is written into the test
   cell only after the kernel is gone, so no message from the kernel can
   change it; whatever the kernel itself printed or displayed as a score is
   dropped.
 - at most RECORDS_PER_CELL answer records of at most MAX_RECORD_CHARS each
-  count per test cell; the sandbox's kernel client (coursekit.sandbox) bounds
+  count per test cell; the sandbox's kernel client (coursekit.sandbox.kernel_manager) bounds
   every message and the outputs of each cell and notebook.
 """
 from __future__ import annotations
@@ -34,12 +34,12 @@ from traitlets import Bool, Integer
 from nbgrader import utils
 from nbgrader.preprocessors import Execute
 
-from .answer_protocol import ANSWER_MIME, CHALLENGE_NAME, MAX_RECORD_CHARS
-from .checks import CHECKERS, Situation, Verdict, failed_verdict, judge
-from .rebuild import STATUS_KEY
-from .repairs import REPAIRS
-from .sandbox import SandboxedKernelManager
-from .statuses import GradingStatus
+from coursekit.protocol import ANSWER_MIME, CHALLENGE_NAME, MAX_RECORD_CHARS
+from coursekit.exercise.checks import CHECKERS, Situation, Verdict, failed_verdict, judge
+from coursekit.nbgrader_plugins.rebuild import STATUS_KEY
+from coursekit.exercise.repairs import REPAIRS
+from coursekit.sandbox.kernel_manager import SandboxedKernelManager
+from coursekit.statuses import GradingStatus
 
 TEST_SUFFIX = "_test"
 RECORDS_PER_CELL = 4
@@ -154,7 +154,7 @@ class SandboxedExecute(Execute):
                             situation=Situation(challenge=challenge, sources=sources))
         self._verdicts[cell_index] = (verdict, kept)
         if not verdict.full_marks and answer_id in REPAIRS and not self._stop_reason:
-            await self.run_silently(f"__import__('coursekit.repairs').repairs.repair({answer_id!r}, globals())")
+            await self.run_silently(f"__import__('coursekit.exercise.repairs').repairs.repair({answer_id!r}, globals())")
 
     def output(self, outs, msg, display_id, cell_index):
         """Answer records beyond the size or count a test cell may send are dropped as they arrive.

@@ -18,13 +18,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import CourseKitError
-from .statuses import GradingStatus
-from .exporting import NO_SUBMISSION, TEST_SUFFIX, format_points
-from .grading import CellScore
-from .importing import ImportProblem
-from .records import TASK_CELLS, TeamResult
-from .templating import render
+from coursekit.errors import CourseKitError
+from coursekit.statuses import GradingStatus
+from coursekit.reports.exporting import NO_SUBMISSION, TEST_SUFFIX, format_points
+from coursekit.engine.grading import CellScore
+from coursekit.olat.importing import ImportProblem
+from coursekit.records import TASK_CELLS, TeamResult
+from coursekit.reports.templating import render
 
 REPORT_NAME = "report.html"
 MOST_OFTEN_WRONG = 8

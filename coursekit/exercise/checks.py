@@ -1,6 +1,6 @@
 """The judge of ex2: one checker per autograded answer cell, run in the grading process.
 
-The student's kernel only records answers as data (coursekit.collect); the
+The student's kernel only records answers as data (coursekit.exercise.collect); the
 judge gets that record, never the student's objects, and never runs student
 code. Every reference is computed here from the values the notebook gives
 (the seeds of `x_start`, `a` and `b`, the attention matrices, the labels) and
@@ -30,8 +30,8 @@ import numpy
 import torch
 import torch.nn.functional as F
 
-from . import challenges
-from .answer_protocol import (
+from coursekit.exercise import challenges
+from coursekit.protocol import (
     AnswerRecord, Failed, MalformedRecord, Missing, Number, Other, Sequence, TensorAnswer, Text, decode,
 )
 
@@ -705,7 +705,7 @@ def judge(grade_id: str, payloads: list[Any], *, points: float, situation: Situa
 
 def grade_namespace(grade_id: str, namespace: dict, *, points: float, challenge: int = 7) -> Verdict:
     """Record a namespace the way the kernel does and judge it: the fast path for tests."""
-    from .collect import record
+    from coursekit.exercise.collect import record
 
     payload = record(grade_id, dict(namespace), challenge=challenge)
     return judge(grade_id, [payload], points=points, situation=Situation(challenge=challenge))

@@ -13,7 +13,7 @@ import resource
 import socket
 import struct
 
-from . import seccomp
+from coursekit.sandbox import seccomp
 
 CLONE_NEWNS, CLONE_NEWCGROUP, CLONE_NEWUTS = 0x00020000, 0x02000000, 0x04000000
 CLONE_NEWIPC, CLONE_NEWPID, CLONE_NEWNET = 0x08000000, 0x20000000, 0x40000000
@@ -26,7 +26,7 @@ CAPABILITY_VERSION_3 = 0x20080522
 SIOCSIFFLAGS, IFF_UP, IFF_LOOPBACK, IFF_RUNNING = 0x8914, 0x1, 0x8, 0x40
 DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
 MIB = 1024 * 1024
-# Together with the home folder's (coursekit.sandbox), the cap on all a kernel can write;
+# Together with the home folder's (coursekit.sandbox.kernel_manager), the cap on all a kernel can write;
 # tmpfs is memory, so the kernel's memory cgroup counts it too.
 TMP_BYTES, SHM_BYTES = 256 * MIB, 64 * MIB
 TMPFS_INODES = 65536

@@ -32,9 +32,9 @@ from functools import partial
 from pathlib import Path
 from typing import BinaryIO
 
-from .errors import CourseKitError
-from .notebooks import ASSIGNMENT_ID, NOTEBOOK_NAME
-from .safe_text import one_line, visible
+from coursekit.errors import CourseKitError
+from coursekit.notebooks import ASSIGNMENT_ID, NOTEBOOK_NAME
+from coursekit.safe_text import one_line, visible
 
 _SEPARATOR = " › "
 _MEBIBYTE = 1024 * 1024

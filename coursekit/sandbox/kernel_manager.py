@@ -4,19 +4,19 @@ Inside the sandbox: no network, a read-only view of only the system folders
 Python and torch need, a private copy of the student's folder as the only
 writable place besides /tmp, a memory cap, a process cap, its own process
 namespace (every process it started dies with it), an unprivileged user and
-a seccomp filter (coursekit.seccomp). Enabled for plain `nbgrader autograde`
+a seccomp filter (coursekit.sandbox.seccomp). Enabled for plain `nbgrader autograde`
 through `nbgrader_config.py`.
 
 Resources are capped where they are spent: memory, shared memory and tmpfs
-by a memory cgroup per kernel (coursekit.cgroups; RLIMIT_AS where there is
+by a memory cgroup per kernel (coursekit.sandbox.cgroups; RLIMIT_AS where there is
 none); disk by writable places that are all size-capped tmpfs (as root, the
 home copy too, so nothing a kernel writes lands on the host's disk); output
 by the relay that reads the kernel's stdout and stderr
-(coursekit.kernel_relay) and by the client that reads its messages
+(coursekit.sandbox.kernel_relay) and by the client that reads its messages
 (OutputCappedKernelClient).
 
 As root, kernels are forks of a server that has torch imported already
-(coursekit.fork_server), which saves ~2 s per notebook; otherwise bubblewrap
+(coursekit.sandbox.fork_server), which saves ~2 s per notebook; otherwise bubblewrap
 builds the same sandbox around a freshly started kernel.
 """
 from __future__ import annotations
@@ -38,8 +38,12 @@ from jupyter_client.channels import AsyncZMQSocketChannel
 from jupyter_client.manager import AsyncKernelManager
 from traitlets import Bool, DottedObjectName, Integer, Type, Unicode
 
-from . import cgroups, kernel_relay, namespaces, seccomp
-from .fork_server import ForkServer
+from coursekit.sandbox import cgroups
+from coursekit.sandbox import kernel_relay
+from coursekit.sandbox import namespaces
+from coursekit.sandbox import seccomp
+from coursekit.sandbox.fork_server import ForkServer
+from coursekit.sandbox.layout import SANDBOX_HOME, SYSTEM_FILES, SYSTEM_FOLDERS
 
 INSTALL_HINT = (
     "bubblewrap (bwrap) is needed to sandbox student code: install it with "
@@ -47,7 +51,6 @@ INSTALL_HINT = (
     "c.SandboxedKernelManager.allow_grading_without_sandbox = True in nbgrader_config.py "
     "to grade without a sandbox at your own risk."
 )
-SANDBOX_HOME = "/home/student"
 MIB = 1024 * 1024
 WORK_COPY_LIMIT_BYTES = 100 * MIB
 # Without a memory cgroup, RLIMIT_AS is the only cap that counts shared memory;
@@ -62,9 +65,6 @@ CELL_OUTPUT_LIMIT_BYTES = 4 * MIB
 NOTEBOOK_OUTPUT_LIMIT_BYTES = 32 * MIB
 CELL_OUTPUT_ALLOWANCE_BYTES = 256 * 1024
 OUTPUT_MESSAGE_TYPES = frozenset({"stream", "display_data", "update_display_data", "execute_result", "error"})
-SYSTEM_FOLDERS = ("/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32")
-SYSTEM_FILES = ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/passwd", "/etc/group", "/etc/nsswitch.conf",
-                "/etc/localtime", "/etc/hosts")
 
 
 class SandboxUnavailable(SystemExit):
@@ -109,7 +109,7 @@ def parents_of(path: str) -> list[str]:
 def python_folders() -> list[str]:
     """The interpreter, the virtual environment and the kit's own code, as real paths."""
     folders = {os.path.realpath(sys.base_prefix), os.path.realpath(sys.prefix),
-               os.path.realpath(Path(__file__).resolve().parent.parent / "coursekit")}
+               os.path.realpath(Path(__file__).resolve().parent.parent)}
     purelib = sysconfig.get_paths()["purelib"]
     folders.add(os.path.realpath(purelib))
     # Drop folders already inside another one.
@@ -240,14 +240,14 @@ class SandboxedKernelManager(AsyncKernelManager):
     ).tag(config=True)
     bwrap_path = Unicode("bwrap", help="The bubblewrap executable, a name on PATH or a path.").tag(config=True)
     fork_server = Bool(
-        True, help="As root, start kernels as forks of a server that has torch imported (coursekit.fork_server); "
+        True, help="As root, start kernels as forks of a server that has torch imported (coursekit.sandbox.fork_server); "
         "otherwise, or when False, bubblewrap starts each kernel afresh."
     ).tag(config=True)
     allow_grading_without_sandbox = Bool(
         False, help="Grade without bubblewrap when it is missing. Student code then runs with your rights."
     ).tag(config=True)
 
-    client_class = DottedObjectName("coursekit.sandbox.OutputCappedKernelClient")
+    client_class = DottedObjectName("coursekit.sandbox.kernel_manager.OutputCappedKernelClient")
     client_factory = Type(OutputCappedKernelClient)
 
     def __init__(self, **kwargs):
@@ -277,7 +277,7 @@ class SandboxedKernelManager(AsyncKernelManager):
     def format_kernel_cmd(self, extra_arguments=None):
         # The kernel is the hardened one whatever the notebook's kernelspec says.
         # -I: files in the working folder must not shadow the modules the kernel itself imports.
-        kernel = [sys.executable, "-I", "-m", "coursekit.hardened_kernel", "-f", self.connection_file]
+        kernel = [sys.executable, "-I", "-m", "coursekit.sandbox.hardened_kernel", "-f", self.connection_file]
         if self.kernel_spec is not None:
             self.kernel_spec.interrupt_mode = "message"  # signals do not cross the sandbox's session
         self.prepare_private_folder()
@@ -368,7 +368,7 @@ class SandboxedKernelManager(AsyncKernelManager):
                 "--no-new-privs", "--"]
 
     def fork_server_request(self) -> dict:
-        """What coursekit.fork_server needs to build the same sandbox as sandbox_arguments()."""
+        """What coursekit.sandbox.fork_server needs to build the same sandbox as sandbox_arguments()."""
         return {
             "connection_file": self.connection_file, "private_folder": str(self._private_folder),
             "home": {"outside": str(self.student_work_copy()), "inside": SANDBOX_HOME},

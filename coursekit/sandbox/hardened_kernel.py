@@ -1,15 +1,15 @@
 """The IPython kernel that runs student code during grading.
 
 It holds no judge and no secret: hidden test cells only record the answers as
-data (coursekit.collect) and the grading process decides the points. So the
+data (coursekit.exercise.collect) and the grading process decides the points. So the
 kernel need not defend itself against the code it runs; the sandbox around it
-(coursekit.sandbox) keeps that code away from everything else.
+(coursekit.sandbox.kernel_manager) keeps that code away from everything else.
 
 What it still does: import what the exercise and the recording use before the
 working folder is on `sys.path`, so a student's file named `torch.py` or
 `math.py` cannot break an honest notebook's recording.
 
-Run as `python -m coursekit.hardened_kernel -f <connection file>`.
+Run as `python -m coursekit.sandbox.hardened_kernel -f <connection file>`.
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from ipykernel.kernelapp import IPKernelApp
 # What the exercise and the recording import, directly or through torch.
 PROTECTED_MODULES = (
     "math", "numbers", "json", "numpy", "torch", "torch.nn", "torch.nn.functional", "safetensors.numpy",
-    "coursekit", "coursekit.answer_protocol", "coursekit.challenges", "coursekit.collect", "coursekit.repairs",
+    "coursekit", "coursekit.protocol", "coursekit.exercise.challenges", "coursekit.exercise.collect", "coursekit.exercise.repairs",
 )
 
 

@@ -24,7 +24,7 @@ import time
 import warnings
 from dataclasses import dataclass
 
-from .safe_text import one_line, printable
+from coursekit.safe_text import one_line, printable
 
 CODE_LIMIT = 200
 UNREADABLE = "unreadable-notebook"
@@ -600,7 +600,7 @@ def format_report(*, findings_by_team: dict[str, tuple[Finding, ...]]) -> str:
 
 def report_html(*, findings_by_team: dict[str, tuple[Finding, ...]]) -> str:
     """A standalone HTML page with a table per team, from an autoescaping template."""
-    from .templating import render
+    from coursekit.reports.templating import render
 
     flagged, clean = split_teams(findings_by_team)
     return render("integrity.html.j2", summary=summary(findings_by_team),

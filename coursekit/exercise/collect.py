@@ -1,9 +1,9 @@
 """The kernel's side of a hidden test: record the answers as data for the judge.
 
 A hidden test cell calls ``collect(<grade_id>, globals())``. It decides
-nothing: it describes the names the checks need (coursekit.answer_protocol),
+nothing: it describes the names the checks need (coursekit.protocol),
 runs the student's model and loss function on the inputs of this cell's
-challenge (coursekit.challenges), and sends the record out as one display
+challenge (coursekit.exercise.challenges), and sends the record out as one display
 output. The judge in the grading process decides the points. Student code can
 change what is recorded, but then it has to produce right answers itself.
 """
@@ -21,8 +21,8 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from . import challenges
-from .answer_protocol import (
+from coursekit.exercise import challenges
+from coursekit.protocol import (
     ANSWER_MIME, CHALLENGE_NAME, DEFAULT_CHALLENGE, MAX_ITEMS, MAX_STRING, MAX_TENSOR_ELEMENTS, TRAVEL_DTYPES, encode,
 )
 
