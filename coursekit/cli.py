@@ -38,7 +38,8 @@ def command_grade(arguments: argparse.Namespace) -> int:
 
     summary = grade_download(download=arguments.download, course_root=arguments.course.resolve(),
                              output_folder=arguments.output.resolve(), workers=arguments.workers,
-                             roster=arguments.roster, accepted_uploads=tuple(arguments.accept_upload_for_other_team))
+                             roster=arguments.roster, accepted_uploads=tuple(arguments.accept_upload_for_other_team),
+                             scheduler=arguments.scheduler)
     print("\n".join(summary.lines()))
     return 0
 
@@ -70,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     grade.add_argument("--output", type=Path, default=Path("results"),
                        help="folder for grades.csv, feedback/, integrity and report.html (default: results)")
     grade.add_argument("--workers", type=int, default=default_workers(), help="parallel graders (default: cores)")
+    grade.add_argument("--scheduler", metavar="tcp://HOST:PORT",
+                       help="grade on the Dask cluster of this scheduler instead of this machine's cores "
+                            "(every worker needs the same coursekit installed; see README)")
     grade.add_argument("--accept-upload-for-other-team", metavar="UPLOADER:TEAM", action="append", default=[],
                        type=uploader_and_team,
                        help="grade a notebook that OLAT user UPLOADER uploaded for TEAM (e.g. jdoe:anna_bob) although"

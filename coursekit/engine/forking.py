@@ -28,6 +28,15 @@ def start_fresh_in_fork() -> None:
     ensure_event_loop().close()
 
 
+def die_with_parent() -> None:
+    """Have the kernel kill this process when its parent dies (a worker killed mid-run leaves nothing behind)."""
+    import ctypes
+    import signal
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
 def exit_fork(code: int) -> None:
     try:
         sys.stdout.flush()
@@ -141,4 +150,9 @@ def worker_failure(folder: Path, status: int) -> str | None:
     if error_file.exists():
         lines = error_file.read_text().strip().splitlines()
         return lines[-1] if lines else "the worker failed"
+    return describe_exit(status)
+
+
+def describe_exit(status: int) -> str:
+    code = os.waitstatus_to_exitcode(status)
     return f"the worker was killed by signal {-code}" if code < 0 else f"the worker exited with code {code}"

@@ -1,23 +1,21 @@
-"""Running real `nbgrader autograde` on a course and reading the scores back.
+"""Running real nbgrader commands on a course and reading the scores back.
 
-nbgrader runs as a separate process with the course's `nbgrader_config.py`,
-as an instructor would run it; the scores come from its gradebook. Parallel
-grading splits the students over shards: copies of the course with their own
-SQLite gradebooks, each graded by its own process, so nothing is shared.
+nbgrader runs with the course's `nbgrader_config.py`, as an instructor would
+run it (in a fork of this process, see coursekit.engine.forking); the scores
+come from its gradebook. Grading many notebooks goes through the engine
+(coursekit.engine.run).
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import subprocess
 import sys
-import signal
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from collections.abc import Iterable, Iterator
-from typing import Any, Callable, ContextManager
+from typing import Any
 
 import nbformat
 from nbformat import NotebookNode
@@ -187,75 +185,26 @@ class SubmissionFiles:
             (folder / name).write_bytes(content)
 
 
-def autograde_shards(*, prototype: Path, shards: dict[Path, list[str]],
-                     copy_submission: Callable[[Path, str], None], feedback: bool = False,
-                     progress: ContextManager | None = None) -> None:
-    """Autograde every shard at once, each in a forked worker; `progress` runs while they do.
-
-    A shard is a copy of the prototype course (generated assignment, empty
-    gradebook) with its students' submissions; its gradebook is its own SQLite
-    file whatever db_url the course's configuration names.
-    """
-    def grade_shard(shard_root: Path, students: list[str]) -> None:
-        shutil.rmtree(shard_root, ignore_errors=True)
-        shutil.copytree(prototype, shard_root)
-        for student_id in students:
-            copy_submission(shard_root, student_id)
-        database = f"--CourseDirectory.db_url=sqlite:///{shard_root / 'gradebook.db'}"
-        commands = ["autograde", "generate_feedback"] if feedback else ["autograde"]
-        with open(shard_root / "nbgrader.log", "w") as log:
-            for command in commands:
-                run = nbgrader_in_fork(shard_root, command, ASSIGNMENT_ID, "--force", database)
-                log.write(run.stdout + run.stderr)
-                if run.returncode == forking.SANDBOX_UNAVAILABLE_EXIT:
-                    raise CourseKitError(run.stderr.strip().splitlines()[-1].removeprefix("coursekit: "))
-
-    # Imported once here rather than once per worker and command.
-    import nbgrader.apps.nbgraderapp  # noqa: F401
-
-    from coursekit.nbgrader_plugins import execution
-    from coursekit.nbgrader_plugins import preprocessors
-    from coursekit.nbgrader_plugins import rebuild  # noqa: F401 (named in nbgrader_config.py)
-
-    workers = {forking.fork_worker(grade_shard, shard_root, students): shard_root
-               for shard_root, students in shards.items()}
-    # The progress thread starts only now: workers are forked from a process without threads.
-    failures = []
-    with progress or contextlib.nullcontext():
-        try:
-            for pid, shard_root in list(workers.items()):
-                failure = forking.worker_failure(shard_root, os.waitpid(pid, 0)[1])
-                del workers[pid]
-                if failure:
-                    failures.append(f"grading stopped in {shard_root}: {failure}")
-        finally:
-            for pid in workers:  # interrupted (Ctrl-C): no worker may go on grading unseen
-                os.kill(pid, signal.SIGKILL)
-                os.waitpid(pid, 0)
-    if failures:
-        raise CourseKitError(failures[0])
-
-
 def grade_notebooks(
-    *, template_root: Path, work_dir: Path, submissions: dict[str, NotebookNode | SubmissionFiles], workers: int
+    *, template_root: Path, work_dir: Path, submissions: dict[str, NotebookNode | SubmissionFiles], workers: int,
+    scheduler: str | None = None,
 ) -> dict[str, StudentScores]:
-    """Autograde notebooks with real nbgrader, split over `workers` throwaway courses."""
-    prototype = work_dir / "prototype"
-    if not (prototype / "gradebook.db").exists():
-        prepare_course(template_root=template_root, course_root=prototype)
-    student_ids = sorted(submissions)
-    shards = {work_dir / f"shard-{number}": student_ids[number::workers] for number in range(max(1, workers))}
-    shards = {root: students for root, students in shards.items() if students}
+    """Autograde notebooks with real nbgrader through the grading engine, in a throwaway course.
 
-    def copy_submission(course_root: Path, student_id: str) -> None:
-        submission = submissions[student_id]
+    The same engine and writer as `coursekit grade`: local workers, or the Dask
+    cluster at `scheduler`.
+    """
+    from coursekit.engine.run import executor_for, grade_teams
+
+    course_root = work_dir / "course"
+    if not (course_root / "gradebook.db").exists():
+        prepare_course(template_root=template_root, course_root=course_root)
+    for student_id, submission in submissions.items():
         if isinstance(submission, SubmissionFiles):
             submission.write(submission_path(course_root, student_id).parent)
         else:
             write_notebook(submission, submission_path(course_root, student_id))
-
-    autograde_shards(prototype=prototype, shards=shards, copy_submission=copy_submission)
-    results: dict[str, StudentScores] = {}
-    for course_root, students in shards.items():
-        results.update(read_scores(course_root=course_root, student_ids=students))
-    return results
+    student_ids = sorted(submissions)
+    grade_teams(course_root=course_root, database=f"sqlite:///{course_root / 'gradebook.db'}", teams=student_ids,
+                executor=executor_for(workers=workers, scheduler=scheduler, prototypes=work_dir / "prototypes"))
+    return read_scores(course_root=course_root, student_ids=student_ids)

@@ -1,10 +1,10 @@
 """From an OLAT download to grades, feedback and a report, in one call.
 
-Steps: import the download into nbgrader's `submitted/`, autograde what changed
-in parallel throwaway copies of the course (each with its own SQLite
-gradebook, so the run never locks or corrupts the real one), merge the
-grades into the course's gradebook, generate feedback, scan for integrity
-findings, and write grades.csv and report.html.
+Steps: import the download into nbgrader's `submitted/`, grade what changed
+with the engine (coursekit.engine.run: local workers or a Dask cluster, each
+with its own private course and SQLite gradebook, so a run never locks or
+corrupts the real one; the results merged as they arrive), refresh feedback,
+scan for integrity findings, and write grades.csv, report.html and the OLAT files.
 """
 from __future__ import annotations
 
@@ -15,14 +15,11 @@ import json
 import re
 import shutil
 import sys
-import threading
 import time
-import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from nbgrader.api import Gradebook, MissingEntry
-from sqlalchemy.exc import SAWarning
 from traitlets.config.loader import PyFileConfigLoader
 
 from coursekit.reports import exporting
@@ -34,8 +31,8 @@ from coursekit.olat import export as olat_export
 from coursekit.reports import reporting
 from coursekit.sandbox import kernel_manager as sandbox
 from coursekit.errors import CourseKitError
-from coursekit.engine.grading import (autograde_shards, ensure_tools_on_path, nbgrader_in_fork, prepare_course, read_scores,
-                      submission_path)
+from coursekit.engine.grading import ensure_tools_on_path, nbgrader_in_fork, read_scores, submission_path
+from coursekit.engine.run import executor_for, grade_teams
 from coursekit.notebooks import ASSIGNMENT_ID, NOTEBOOK_NAME, read_notebook
 from coursekit.nbgrader_plugins.rebuild import team_members_text
 from coursekit.records import TeamResult
@@ -133,91 +130,24 @@ def teams_to_grade(*, course_root: Path, teams: list[str], database: str, state:
 
 
 class Progress:
-    """A one-line progress bar on stderr while the shards grade."""
+    """A one-line progress bar on stderr, advanced as each team's result is merged."""
 
-    def __init__(self, total: int, count_done) -> None:
-        self.total, self.count_done = total, count_done
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self.run, daemon=True)
-
-    def run(self) -> None:
-        while not self.stop.wait(1.0):
-            self.draw()
-
-    def draw(self) -> None:
-        done = min(self.count_done(), self.total)
-        width = 30
-        filled = int(width * done / self.total) if self.total else width
-        if sys.stderr.isatty():
-            sys.stderr.write(f"\rgrading [{'#' * filled}{'.' * (width - filled)}] {done}/{self.total}")
-            sys.stderr.flush()
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *_):
-        self.stop.set()
-        self.thread.join()
+    def __init__(self, total: int) -> None:
+        self.total, self.done = total, 0
         self.draw()
-        if sys.stderr.isatty():
+
+    def advance(self, _outcome=None) -> None:
+        self.done += 1
+        self.draw()
+        if self.done == self.total and sys.stderr.isatty():
             sys.stderr.write("\n")
 
-
-def grade_in_shards(*, course_root: Path, teams: list[str], workers: int) -> list[Path]:
-    work = course_root / STATE_FOLDER / "work"
-    prototype = work / "prototype"
-    course_key = fingerprint(course_root / "nbgrader_config.py", course_root / "source" / ASSIGNMENT_ID / f"{NOTEBOOK_NAME}.ipynb")
-    key_file = prototype / "course-key"
-    if read_text_or_none(key_file) != course_key:
-        shutil.rmtree(prototype, ignore_errors=True)
-        prepare_course(template_root=course_root, course_root=prototype)
-        (prototype / "course-key").write_text(course_key)
-    shards = {work / f"shard-{number}": teams[number::workers] for number in range(workers)}
-    shards = {root: shard for root, shard in shards.items() if shard}
-
-    def copy_submission(shard_root: Path, team: str) -> None:
-        shutil.copytree(course_root / "submitted" / team, shard_root / "submitted" / team)
-
-    def finished() -> int:
-        # nbgrader makes a notebook read-only once the student's grading is complete.
-        return sum(1 for root in shards for path in root.glob(f"autograded/*/{ASSIGNMENT_ID}/*.ipynb")
-                   if path.stat().st_mode & 0o222 == 0)
-
-    autograde_shards(prototype=prototype, shards=shards, copy_submission=copy_submission, feedback=True,
-                     progress=Progress(len(teams), finished))
-    return list(shards)
-
-
-def merge_shard(*, shard_root: Path, course_root: Path, database: str, teams: list[str]) -> None:
-    """Copy a shard's autograded notebooks, feedback and automatic grades into the course."""
-    # nbgrader's own API warns about its lazy relationships when it creates a submission.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", SAWarning)
-        copy_shard(shard_root=shard_root, course_root=course_root, database=database, teams=teams)
-
-
-def copy_shard(*, shard_root: Path, course_root: Path, database: str, teams: list[str]) -> None:
-    with Gradebook(f"sqlite:///{shard_root / 'gradebook.db'}") as source, Gradebook(database) as target:
-        for team in teams:
-            for folder in ("autograded", "feedback"):
-                destination = course_root / folder / team
-                shutil.rmtree(destination, ignore_errors=True)
-                if (shard_root / folder / team).exists():
-                    shutil.copytree(shard_root / folder / team, destination)
-            try:
-                graded = source.find_submission_notebook(NOTEBOOK_NAME, ASSIGNMENT_ID, team)
-            except MissingEntry:
-                continue
-            target.update_or_create_student(team)
-            submitted = source.find_submission(ASSIGNMENT_ID, team)
-            target.update_or_create_submission(ASSIGNMENT_ID, team, timestamp=submitted.timestamp)
-            for grade in graded.grades:
-                copy = target.find_grade(grade.name, NOTEBOOK_NAME, ASSIGNMENT_ID, team)
-                copy.auto_score, copy.needs_manual_grade = grade.auto_score, grade.needs_manual_grade
-            for comment in graded.comments:
-                target.find_comment(comment.name, NOTEBOOK_NAME, ASSIGNMENT_ID, team).auto_comment = comment.auto_comment
-            target.db.commit()
+    def draw(self) -> None:
+        width = 30
+        filled = int(width * self.done / self.total) if self.total else width
+        if sys.stderr.isatty():
+            sys.stderr.write(f"\rgrading [{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total}")
+            sys.stderr.flush()
 
 
 def fill_roster(database: str, roster: tuple[importing.RosterEntry, ...]) -> None:
@@ -225,13 +155,6 @@ def fill_roster(database: str, roster: tuple[importing.RosterEntry, ...]) -> Non
         for entry in roster:
             gradebook.update_or_create_student(entry.username, first_name=entry.first_name,
                                                last_name=entry.last_name, email=entry.email)
-
-
-def read_text_or_none(path: Path) -> str | None:
-    try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeError):
-        return None
 
 
 def read_state(state_file: Path) -> tuple[dict[str, str], importing.ImportProblem | None]:
@@ -250,9 +173,11 @@ def read_state(state_file: Path) -> tuple[dict[str, str], importing.ImportProble
 
 
 def grade_download(*, download: Path, course_root: Path, output_folder: Path, workers: int,
-                   roster: Path | None = None, accepted_uploads: tuple[tuple[str, str], ...] = ()) -> RunSummary:
+                   roster: Path | None = None, accepted_uploads: tuple[tuple[str, str], ...] = (),
+                   scheduler: str | None = None) -> RunSummary:
     """Grade an OLAT download; `accepted_uploads` are (uploader, team) pairs to grade although the
-    uploader is not in the team the file names (see importing.uploader_of)."""
+    uploader is not in the team the file names (see importing.uploader_of); `scheduler`: the
+    address of a Dask scheduler to grade on its cluster instead of local workers."""
     started = time.monotonic()
     ensure_tools_on_path()
     config = course_config(course_root)
@@ -275,11 +200,12 @@ def grade_download(*, download: Path, course_root: Path, output_folder: Path, wo
     teams = [submission.team_id for submission in imported.submissions]
     changed = teams_to_grade(course_root=course_root, teams=teams, database=database, state=state)
     if changed:
-        shard_roots = grade_in_shards(course_root=course_root, teams=changed, workers=max(1, workers))
-        for number, shard_root in enumerate(shard_roots):
-            merge_shard(shard_root=shard_root, course_root=course_root, database=database,
-                        teams=changed[number::len(shard_roots)])
-        state.update({team: fingerprint(submission_path(course_root, team)) for team in changed})
+        executor = executor_for(workers=max(1, workers), scheduler=scheduler,
+                                prototypes=course_root / STATE_FOLDER / "work")
+        outcomes = grade_teams(course_root=course_root, database=database, teams=changed, executor=executor,
+                               on_outcome=Progress(len(changed)).advance)
+        state.update({outcome.team_id: fingerprint(submission_path(course_root, outcome.team_id))
+                      for outcome in outcomes})
         state_file.parent.mkdir(parents=True, exist_ok=True)
         state_file.write_text(json.dumps(state, indent=1, sort_keys=True))
 

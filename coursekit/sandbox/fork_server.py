@@ -50,6 +50,7 @@ class ForkServer:
 
     def __init__(self, environment: dict[str, str]) -> None:
         self.owner = os.getpid()
+        self.inherited_by_forks = False
         self.folder = tempfile.mkdtemp(prefix="coursekit-forkserver-")  # mode 0700
         self.socket_path = os.path.join(self.folder, "socket")
         self.process = subprocess.Popen(
@@ -61,15 +62,22 @@ class ForkServer:
         atexit.register(self.stop)
 
     @classmethod
-    def shared(cls, *, environment: dict[str, str]) -> "ForkServer | None":
-        """This process's running server, started if need be; None when it cannot run here (see `failure`)."""
+    def shared(cls, *, environment: dict[str, str], inherited_by_forks: bool = False) -> "ForkServer | None":
+        """This process's running server, started if need be; None when it cannot run here (see `failure`).
+
+        `inherited_by_forks`: the forks of this process use its server too. For a
+        grading worker whose nbgrader commands are short-lived forks of it (the
+        worker outlives them); other forks start their own.
+        """
         running = cls._running
-        if running is not None and (running.owner != os.getpid() or running.process.poll() is not None):
+        foreign = running is not None and running.owner != os.getpid() and not running.inherited_by_forks
+        if running is not None and (foreign or running.process.poll() is not None):
             # A forked process starts its own (the parent's stops with the parent); a
             # server that died (out of memory, say) is replaced, or every kernel would fail.
             cls._running = running = None
         if running is None and cls.failure is None:
             server = cls(environment)
+            server.inherited_by_forks = inherited_by_forks
             if server.status == "ready":
                 cls._running = server
             else:

@@ -23,7 +23,8 @@ from ipykernel.kernelapp import IPKernelApp
 # What the exercise and the recording import, directly or through torch.
 PROTECTED_MODULES = (
     "math", "numbers", "json", "numpy", "torch", "torch.nn", "torch.nn.functional", "safetensors.numpy",
-    "coursekit", "coursekit.protocol", "coursekit.exercise.challenges", "coursekit.exercise.collect", "coursekit.exercise.repairs",
+    "coursekit", "coursekit.protocol", "coursekit.exercise", "coursekit.exercise.challenges",
+    "coursekit.exercise.collect", "coursekit.exercise.repairs",
 )
 
 

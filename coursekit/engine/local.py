@@ -1,0 +1,115 @@
+"""The default executor: worker processes on this machine, one per core, fed team by team.
+
+Workers are forks of the grading process (nbgrader already imported), started
+before any thread exists. A team goes to whichever worker is free, so one slow
+notebook does not hold up a fixed share of the class. A worker that dies
+(killed, out of memory) is replaced and its team graded again by another one;
+a team whose grading kills two workers is reported, not retried forever.
+"""
+from __future__ import annotations
+
+import multiprocessing.connection
+import os
+import signal
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from multiprocessing.connection import Connection
+
+from coursekit.engine import forking
+from coursekit.engine.bundle import CourseBundle
+from coursekit.engine.unit import TeamOutcome, TeamWork
+from coursekit.errors import CourseKitError
+
+ATTEMPTS_PER_TEAM = 2
+
+
+@dataclass
+class LocalWorker:
+    pid: int
+    connection: Connection
+    work: TeamWork | None = None
+
+
+def start_worker(prototypes: Path | None) -> LocalWorker:
+    from coursekit.engine.worker import serve
+
+    parent_end, child_end = multiprocessing.Pipe()
+
+    def run() -> int:
+        parent_end.close()
+        serve(child_end, prototypes=prototypes)
+        return 0
+
+    pid = forking.fork(run)
+    child_end.close()
+    return LocalWorker(pid=pid, connection=parent_end)
+
+
+def stop_worker(worker: LocalWorker, *, kill: bool = False) -> None:
+    if not kill:
+        try:
+            worker.connection.send(("stop",))
+        except OSError:
+            kill = True
+    if kill:
+        try:
+            os.kill(worker.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    worker.connection.close()
+    os.waitpid(worker.pid, 0)
+
+
+class LocalExecutor:
+    def __init__(self, *, workers: int, prototypes: Path | None = None) -> None:
+        """`prototypes`: a folder where the course is built once per bundle and kept between runs."""
+        self.workers = max(1, workers)
+        self.prototypes = prototypes
+
+    def run(self, *, bundle: CourseBundle, works: Iterable[TeamWork],
+            on_outcome: Callable[[TeamOutcome], None]) -> None:
+        queue = deque(works)
+        attempts: dict[str, int] = {}
+        if not queue:
+            return
+        if self.prototypes is not None:
+            from coursekit.engine.worker import WorkerCourse
+
+            # Built here once (or found from an earlier run), copied by every worker.
+            WorkerCourse(bundle=bundle, workspace=self.prototypes)
+        pool = [start_worker(self.prototypes) for _ in range(min(self.workers, len(queue)))]
+        try:
+            while queue or any(worker.work for worker in pool):
+                for worker in pool:
+                    if worker.work is None and queue:
+                        worker.work = queue.popleft()
+                        attempts[worker.work.team_id] = attempts.get(worker.work.team_id, 0) + 1
+                        worker.connection.send(("grade", bundle, worker.work))
+                busy = {worker.connection: worker for worker in pool if worker.work}
+                for connection in multiprocessing.connection.wait(list(busy)):
+                    worker = busy[connection]
+                    try:
+                        reply = connection.recv()
+                    except (EOFError, OSError):
+                        pool[pool.index(worker)] = self.replace(worker, queue, attempts)
+                        continue
+                    if reply[0] == "error":
+                        raise CourseKitError(reply[1])
+                    worker.work = None
+                    on_outcome(reply[1])
+        finally:
+            for worker in pool:
+                stop_worker(worker, kill=worker.work is not None)
+
+    def replace(self, dead: LocalWorker, queue: deque, attempts: dict[str, int]) -> LocalWorker:
+        """A fresh worker in place of one that died; its team goes back into the queue once."""
+        _, status = os.waitpid(dead.pid, 0)
+        dead.connection.close()
+        team = dead.work.team_id
+        if attempts[team] >= ATTEMPTS_PER_TEAM:
+            raise CourseKitError(f"grading team {team} stopped its worker {attempts[team]} times "
+                                 f"({forking.describe_exit(status)}); grade it alone to see why.")
+        queue.appendleft(dead.work)
+        return start_worker(self.prototypes)

@@ -1,0 +1,63 @@
+"""Grading a set of teams of one course, whoever asks: the CLI, the tests, the benchmark.
+
+The teams' submissions are read from the course's submitted/ folder, graded by
+an executor (local workers by default, a Dask cluster with a scheduler
+address), and each outcome is merged by the one writer as soon as it arrives,
+so an interrupted run keeps every team graded so far.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+from nbgrader.api import Gradebook
+
+from coursekit.engine.bundle import CourseBundle, bundle_course
+from coursekit.engine.unit import TeamOutcome, TeamWork
+from coursekit.engine.writer import merge_outcome
+from coursekit.notebooks import ASSIGNMENT_ID
+
+
+class Executor(Protocol):
+    def run(self, *, bundle: CourseBundle, works, on_outcome: Callable[[TeamOutcome], None]) -> None: ...
+
+
+def executor_for(*, workers: int, scheduler: str | None = None, prototypes: Path | None = None) -> Executor:
+    """Local workers, or the Dask cluster whose scheduler listens at `scheduler` (tcp://HOST:PORT).
+
+    `prototypes`: where local workers find the course built once and kept between runs.
+    """
+    if scheduler:
+        from coursekit.engine.dask_executor import DaskExecutor
+
+        return DaskExecutor(address=scheduler)
+    from coursekit.engine.local import LocalExecutor
+
+    return LocalExecutor(workers=workers, prototypes=prototypes)
+
+
+def team_work(*, course_root: Path, team: str) -> TeamWork:
+    return TeamWork.from_folder(team_id=team, folder=course_root / "submitted" / team / ASSIGNMENT_ID)
+
+
+def grade_teams(*, course_root: Path, database: str, teams: list[str], executor: Executor,
+                on_outcome: Callable[[TeamOutcome], None] | None = None) -> list[TeamOutcome]:
+    """Grade `teams` (their submitted/ folders in `course_root`) and merge each into the course."""
+    if not teams:
+        return []
+    bundle = bundle_course(course_root=course_root)
+    outcomes: dict[str, TeamOutcome] = {}
+    works = (team_work(course_root=course_root, team=team) for team in teams)
+    with Gradebook(database) as gradebook:
+        def merge(outcome: TeamOutcome) -> None:
+            # A team graded twice (a Dask task re-run after its worker vanished) is merged once.
+            if outcome.team_id in outcomes:
+                return
+            merge_outcome(course_root=course_root, gradebook=gradebook, outcome=outcome)
+            outcomes[outcome.team_id] = outcome
+            if on_outcome is not None:
+                on_outcome(outcome)
+
+        executor.run(bundle=bundle, works=works, on_outcome=merge)
+    return [outcomes[team] for team in teams if team in outcomes]

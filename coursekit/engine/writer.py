@@ -1,0 +1,58 @@
+"""The one writer: merges a team's outcome into the course's gradebook and folders.
+
+Only the grading process writes, one team at a time, in one short
+transaction per team, and only the automatic columns (auto_score,
+needs_manual_grade, auto_comment): a TA's manual score or comment, written
+through the formgrader or the question page while a run merges, is never
+read back and written over. Works on any gradebook nbgrader supports
+(SQLite by default, PostgreSQL for several TAs).
+"""
+from __future__ import annotations
+
+import shutil
+import warnings
+from datetime import datetime
+from pathlib import Path
+
+from nbgrader.api import Gradebook, MissingEntry
+from sqlalchemy.exc import SAWarning
+
+from coursekit.engine.unit import AUTOGRADED_NOTEBOOK, FEEDBACK_PAGE, TeamOutcome
+from coursekit.notebooks import ASSIGNMENT_ID, NOTEBOOK_NAME
+
+
+def write_files(*, course_root: Path, outcome: TeamOutcome) -> None:
+    """autograded/<team>/ and feedback/<team>/ hold exactly this outcome's files afterwards."""
+    for folder, relative, content in (("autograded", AUTOGRADED_NOTEBOOK, outcome.autograded_notebook),
+                                      ("feedback", FEEDBACK_PAGE, outcome.feedback_page)):
+        team_folder = course_root / folder / outcome.team_id
+        shutil.rmtree(team_folder, ignore_errors=True)
+        if content is not None:
+            (team_folder / relative).parent.mkdir(parents=True, exist_ok=True)
+            (team_folder / relative).write_bytes(content)
+
+
+def write_grades(*, gradebook: Gradebook, outcome: TeamOutcome) -> None:
+    if not outcome.grades:
+        return
+    team = outcome.team_id
+    timestamp = datetime.fromisoformat(outcome.timestamp) if outcome.timestamp else None
+    try:
+        gradebook.find_student(team)
+    except MissingEntry:
+        gradebook.add_student(team)
+    # nbgrader's own API warns about its lazy relationships when it creates a submission.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SAWarning)
+        gradebook.update_or_create_submission(ASSIGNMENT_ID, team, timestamp=timestamp)
+    for row in outcome.grades:
+        grade = gradebook.find_grade(row.name, NOTEBOOK_NAME, ASSIGNMENT_ID, team)
+        grade.auto_score, grade.needs_manual_grade = row.auto_score, row.needs_manual_grade
+    for row in outcome.comments:
+        gradebook.find_comment(row.name, NOTEBOOK_NAME, ASSIGNMENT_ID, team).auto_comment = row.auto_comment
+    gradebook.db.commit()
+
+
+def merge_outcome(*, course_root: Path, gradebook: Gradebook, outcome: TeamOutcome) -> None:
+    write_files(course_root=course_root, outcome=outcome)
+    write_grades(gradebook=gradebook, outcome=outcome)
