@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from nbgrader.api import Gradebook  # noqa: E402
 
 import test_ta_grading as ta  # noqa: E402  (the browser test's class builder and server)
-from coursekit.notebooks import ASSIGNMENT_ID, NOTEBOOK_NAME  # noqa: E402
+from coursekit.course import ASSIGNMENT_ID, NOTEBOOK_NAME  # noqa: E402
 
 QUESTION = "squeeze_explain"
 TEAMS = 40

@@ -12,8 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from coursekit.errors import CourseKitError
-from coursekit.engine.grading import StudentScores, grade_notebooks
-from coursekit.notebooks import ASSIGNMENT_ID, NOTEBOOK_NAME, fill_answers, master_answers, read_notebook
+from coursekit.engine.grading import StudentScores
+from coursekit.engine.run import grade_notebooks
+from coursekit.course import ASSIGNMENT_ID, NOTEBOOK_NAME
+from coursekit.notebooks import fill_answers, master_answers, read_notebook
 
 BASELINE_ID = "baseline"
 

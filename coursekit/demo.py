@@ -17,7 +17,8 @@ from pathlib import Path
 import nbformat
 
 from coursekit.reports.exporting import is_autograded
-from coursekit.notebooks import ASSIGNMENT_ID, NOTEBOOK_NAME, fill_answers, master_answers, read_notebook
+from coursekit.course import ASSIGNMENT_ID, NOTEBOOK_NAME
+from coursekit.notebooks import fill_answers, master_answers, read_notebook
 from coursekit.safe_text import printable
 from coursekit.engine.workflow import RunSummary, grade_download
 

@@ -14,8 +14,6 @@ from nbformat import NotebookNode
 
 from coursekit.errors import CourseKitError
 
-ASSIGNMENT_ID = "ex2"
-NOTEBOOK_NAME = "ml_ex2"
 SOLUTION_REGION = re.compile(r"^[ \t]*### BEGIN SOLUTION\n(.*?)^[ \t]*### END SOLUTION\n?", re.S | re.M)
 CODE_STUB = "# YOUR CODE HERE\nraise NotImplementedError()"
 TEXT_STUB = "YOUR ANSWER HERE"

@@ -4,7 +4,8 @@ from pathlib import Path
 import pytest
 
 from coursekit.engine import grading
-from coursekit.notebooks import ASSIGNMENT_ID, NOTEBOOK_NAME, read_notebook
+from coursekit.course import ASSIGNMENT_ID, NOTEBOOK_NAME
+from coursekit.notebooks import read_notebook
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 MASTER_PATH = REPOSITORY / "source" / ASSIGNMENT_ID / f"{NOTEBOOK_NAME}.ipynb"

@@ -34,8 +34,8 @@ from nbconvert import HTMLExporter
 from nbgrader.api import Gradebook
 
 from coursekit.engine import grading
-from coursekit.notebooks import (ASSIGNMENT_ID, NOTEBOOK_NAME, fill_answers, master_answers, read_notebook,
-                                 write_notebook)
+from coursekit.course import ASSIGNMENT_ID, NOTEBOOK_NAME
+from coursekit.notebooks import fill_answers, master_answers, read_notebook, write_notebook
 from conftest import MASTER_PATH
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from coursekit.engine import grading
+from coursekit.engine import grading, run
 from coursekit.demo import copy_course
 from coursekit.errors import CourseKitError
 from coursekit.notebooks import fill_answers, master_answers, read_notebook, write_notebook
@@ -55,7 +55,7 @@ def test_a_missing_sandbox_stops_the_run_in_one_line_instead_of_failing_every_st
                      'c.SandboxedKernelManager.bwrap_path = "/nonexistent/bwrap"\n')
     release = read_notebook(course / "release" / "ex2" / "ml_ex2.ipynb")
     with pytest.raises(CourseKitError) as stop:
-        grading.grade_notebooks(template_root=course, work_dir=tmp_path / "work", submissions={"s1": release}, workers=1)
+        run.grade_notebooks(template_root=course, work_dir=tmp_path / "work", submissions={"s1": release}, workers=1)
     message = str(stop.value)
     assert "cannot sandbox student code" in message and "apt-get install bubblewrap" in message
     assert "\n" not in message

@@ -12,7 +12,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from coursekit.engine import grading
+from coursekit.engine import run
 from coursekit.notebooks import fill_answers, grade_id, is_answer_cell, master_answers
 from conftest import REPOSITORY
 
@@ -120,14 +120,14 @@ def load_fixtures():
 
 def build(spec, master, release_with_tests):
     if "raw" in spec:
-        return grading.SubmissionFiles(notebook=spec["raw"].encode())
+        return run.SubmissionFiles(notebook=spec["raw"].encode())
     answers = master_answers(master) if spec["base"] == "solution" else {}
     answers.update(spec.get("answers", {}))
     notebook = fill_answers(release_with_tests, answers)
     for name in spec.get("tamper", []):
         TAMPERING[name](notebook)
     files = tuple((name, content.encode()) for name, content in spec.get("files", {}).items())
-    return grading.SubmissionFiles(
+    return run.SubmissionFiles(
         notebook=nbformat.writes(notebook).encode(),
         notebook_filename=spec.get("filename", "ml_ex2.ipynb"),
         extra_files=files,
@@ -152,7 +152,7 @@ def graded(tmp_path_factory, master, release):
     specs = load_fixtures()
     submissions = {spec["name"]: build(spec, master, release) for spec in specs}
     work_dir = tmp_path_factory.mktemp("hostile")
-    scores = grading.grade_notebooks(template_root=REPOSITORY, work_dir=work_dir, submissions=submissions, workers=2)
+    scores = run.grade_notebooks(template_root=REPOSITORY, work_dir=work_dir, submissions=submissions, workers=2)
     return specs, scores, work_dir, submissions
 
 

@@ -18,11 +18,13 @@ from traitlets.config.loader import PyFileConfigLoader
 
 from coursekit import demo
 from coursekit.reports import feedback
+from coursekit.course import waits_for_ta
 from coursekit.olat import export as olat_export
 from coursekit.errors import CourseKitError
 from coursekit.engine.grading import CellScore, run_nbgrader
 from coursekit.olat.importing import RosterEntry
-from coursekit.notebooks import ASSIGNMENT_ID, NOTEBOOK_NAME, fill_answers, master_answers, read_notebook
+from coursekit.course import ASSIGNMENT_ID, NOTEBOOK_NAME
+from coursekit.notebooks import fill_answers, master_answers, read_notebook
 from coursekit.records import TeamResult
 from coursekit.engine.workflow import grade_download
 from conftest import MASTER_PATH, RELEASE_PATH, REPOSITORY
@@ -211,7 +213,7 @@ def ta_grades(course: Path, team_id: str, *, comment: str | None) -> None:
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gradebook:
         notebook = gradebook.find_submission_notebook(NOTEBOOK_NAME, ASSIGNMENT_ID, team_id)
         for grade in notebook.grades:
-            if feedback.waits_for_ta(grade):
+            if waits_for_ta(grade):
                 grade.manual_score = grade.max_score - 1
                 grade.needs_manual_grade = False
                 if comment:

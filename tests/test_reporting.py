@@ -9,7 +9,7 @@ from nbgrader.api import Gradebook
 from coursekit.errors import CourseKitError
 from coursekit.engine.grading import read_scores
 from coursekit.olat.importing import ImportProblem
-from coursekit.notebooks import ASSIGNMENT_ID, NOTEBOOK_NAME
+from coursekit.course import ASSIGNMENT_ID, NOTEBOOK_NAME
 from coursekit.records import TeamResult
 from coursekit.reports.reporting import write_report
 from test_exporting import CRASHED, MAX_POINTS, PAIR, RESULTS, SINGLE, cell_scores, team

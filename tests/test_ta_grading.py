@@ -25,7 +25,8 @@ from nbgrader.api import Gradebook
 
 from coursekit import demo
 from coursekit.engine import grading
-from coursekit.notebooks import ASSIGNMENT_ID, NOTEBOOK_NAME, fill_answers, read_notebook
+from coursekit.course import ASSIGNMENT_ID, NOTEBOOK_NAME
+from coursekit.notebooks import fill_answers, read_notebook
 from coursekit.nbgrader_plugins.rebuild import is_team_members_cell, rebuild
 from coursekit.ta_grading.questions import QuestionRef, course_paths, save_grades
 from coursekit.engine.workflow import grade_download

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import coursekit
 from coursekit.errors import CourseKitError
-from coursekit.notebooks import ASSIGNMENT_ID
+from coursekit.course import ASSIGNMENT_ID
 
 # The files of the source assignment that may travel to a worker: the exercise is one notebook
 # and its data; anything bigger is a mistake in the course folder, not something to ship per run.

@@ -18,13 +18,14 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 import nbformat
-from nbformat import NotebookNode
 
 from nbgrader.api import Gradebook, MissingEntry
 
 from coursekit.engine import forking
+from coursekit.course import autograded_notebook, submitted_notebook, waits_for_ta
 from coursekit.errors import CourseKitError
-from coursekit.notebooks import ASSIGNMENT_ID, NOTEBOOK_NAME, write_notebook
+from coursekit.course import ASSIGNMENT_ID, NOTEBOOK_NAME
+
 from coursekit.nbgrader_plugins.rebuild import STATUS_KEY
 from coursekit.statuses import GradingStatus
 
@@ -127,9 +128,7 @@ def read_scores(
                     grade_id=grade.name,
                     score=float(grade.score or 0.0),
                     max_score=float(grade.max_score),
-                    # Free text waits for a TA until a TA has scored it (manual_score), even a blank answer.
-                    needs_manual_grade=grade.manual_score is None and (
-                        bool(grade.needs_manual_grade) or grade.cell_type == "markdown"),
+                    needs_manual_grade=waits_for_ta(grade),
                 )
                 for grade in notebook.grades
             )
@@ -149,7 +148,7 @@ def submitted_notebooks(gradebook: Gradebook, student_ids: Iterable[str]) -> Ite
 
 def grading_status(course_root: Path, student_id: str) -> tuple[GradingStatus, str]:
     """What the hardened grader recorded in the autograded notebook, or why there is none."""
-    autograded = course_root / "autograded" / student_id / ASSIGNMENT_ID / f"{NOTEBOOK_NAME}.ipynb"
+    autograded = autograded_notebook(course_root, student_id)
     if autograded.exists():
         try:
             metadata = nbformat.read(str(autograded), as_version=4).metadata.get(STATUS_KEY, {})
@@ -166,45 +165,4 @@ def grading_status(course_root: Path, student_id: str) -> tuple[GradingStatus, s
 
 
 def submission_path(course_root: Path, student_id: str) -> Path:
-    return course_root / "submitted" / student_id / ASSIGNMENT_ID / f"{NOTEBOOK_NAME}.ipynb"
-
-
-@dataclass(frozen=True)
-class SubmissionFiles:
-    """A submission as files, for submissions that are not (only) a valid notebook."""
-
-    notebook: bytes
-    notebook_filename: str = f"{NOTEBOOK_NAME}.ipynb"
-    extra_files: tuple[tuple[str, bytes], ...] = ()
-
-    def write(self, folder: Path) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / self.notebook_filename).write_bytes(self.notebook)
-        for name, content in self.extra_files:
-            (folder / name).parent.mkdir(parents=True, exist_ok=True)
-            (folder / name).write_bytes(content)
-
-
-def grade_notebooks(
-    *, template_root: Path, work_dir: Path, submissions: dict[str, NotebookNode | SubmissionFiles], workers: int,
-    scheduler: str | None = None,
-) -> dict[str, StudentScores]:
-    """Autograde notebooks with real nbgrader through the grading engine, in a throwaway course.
-
-    The same engine and writer as `coursekit grade`: local workers, or the Dask
-    cluster at `scheduler`.
-    """
-    from coursekit.engine.run import executor_for, grade_teams
-
-    course_root = work_dir / "course"
-    if not (course_root / "gradebook.db").exists():
-        prepare_course(template_root=template_root, course_root=course_root)
-    for student_id, submission in submissions.items():
-        if isinstance(submission, SubmissionFiles):
-            submission.write(submission_path(course_root, student_id).parent)
-        else:
-            write_notebook(submission, submission_path(course_root, student_id))
-    student_ids = sorted(submissions)
-    grade_teams(course_root=course_root, database=f"sqlite:///{course_root / 'gradebook.db'}", teams=student_ids,
-                executor=executor_for(workers=workers, scheduler=scheduler, prototypes=work_dir / "prototypes"))
-    return read_scores(course_root=course_root, student_ids=student_ids)
+    return submitted_notebook(course_root, student_id)

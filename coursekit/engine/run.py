@@ -8,15 +8,19 @@ so an interrupted run keeps every team graded so far.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from nbformat import NotebookNode
 from nbgrader.api import Gradebook
 
 from coursekit.engine.bundle import CourseBundle, bundle_course
+from coursekit.engine.grading import StudentScores, prepare_course, read_scores, submission_path
 from coursekit.engine.unit import TeamOutcome, TeamWork
 from coursekit.engine.writer import merge_outcome
-from coursekit.notebooks import ASSIGNMENT_ID
+from coursekit.course import NOTEBOOK_NAME, SUBMITTED, team_folder
+from coursekit.notebooks import write_notebook
 
 
 class Executor(Protocol):
@@ -38,7 +42,7 @@ def executor_for(*, workers: int, scheduler: str | None = None, prototypes: Path
 
 
 def team_work(*, course_root: Path, team: str) -> TeamWork:
-    return TeamWork.from_folder(team_id=team, folder=course_root / "submitted" / team / ASSIGNMENT_ID)
+    return TeamWork.from_folder(team_id=team, folder=team_folder(course_root, SUBMITTED, team))
 
 
 def grade_teams(*, course_root: Path, database: str, teams: list[str], executor: Executor,
@@ -61,3 +65,42 @@ def grade_teams(*, course_root: Path, database: str, teams: list[str], executor:
 
         executor.run(bundle=bundle, works=works, on_outcome=merge)
     return [outcomes[team] for team in teams if team in outcomes]
+
+
+@dataclass(frozen=True)
+class SubmissionFiles:
+    """A submission as files, for submissions that are not (only) a valid notebook."""
+
+    notebook: bytes
+    notebook_filename: str = f"{NOTEBOOK_NAME}.ipynb"
+    extra_files: tuple[tuple[str, bytes], ...] = ()
+
+    def write(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / self.notebook_filename).write_bytes(self.notebook)
+        for name, content in self.extra_files:
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            (folder / name).write_bytes(content)
+
+
+def grade_notebooks(
+    *, template_root: Path, work_dir: Path, submissions: dict[str, NotebookNode | SubmissionFiles], workers: int,
+    scheduler: str | None = None,
+) -> dict[str, StudentScores]:
+    """Autograde notebooks with real nbgrader through the grading engine, in a throwaway course.
+
+    The same engine and writer as `coursekit grade`: local workers, or the Dask
+    cluster at `scheduler`.
+    """
+    course_root = work_dir / "course"
+    if not (course_root / "gradebook.db").exists():
+        prepare_course(template_root=template_root, course_root=course_root)
+    for student_id, submission in submissions.items():
+        if isinstance(submission, SubmissionFiles):
+            submission.write(submission_path(course_root, student_id).parent)
+        else:
+            write_notebook(submission, submission_path(course_root, student_id))
+    student_ids = sorted(submissions)
+    grade_teams(course_root=course_root, database=f"sqlite:///{course_root / 'gradebook.db'}", teams=student_ids,
+                executor=executor_for(workers=workers, scheduler=scheduler, prototypes=work_dir / "prototypes"))
+    return read_scores(course_root=course_root, student_ids=student_ids)

@@ -11,11 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from coursekit.notebooks import ASSIGNMENT_ID, NOTEBOOK_NAME
 from coursekit.statuses import GradingStatus
-
-TIMESTAMP_FILE = "timestamp.txt"
-
 
 @dataclass(frozen=True)
 class TeamWork:
@@ -66,6 +62,3 @@ class TeamOutcome:
     def graded(self) -> bool:
         return bool(self.grades)
 
-
-AUTOGRADED_NOTEBOOK = Path(ASSIGNMENT_ID) / f"{NOTEBOOK_NAME}.ipynb"
-FEEDBACK_PAGE = Path(ASSIGNMENT_ID) / f"{NOTEBOOK_NAME}.html"

@@ -22,9 +22,10 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 
 from coursekit.engine.bundle import CourseBundle
-from coursekit.engine.unit import AUTOGRADED_NOTEBOOK, FEEDBACK_PAGE, CommentRow, GradeRow, TeamOutcome, TeamWork
+from coursekit.course import (ASSIGNMENT_ID, AUTOGRADED, FEEDBACK, NOTEBOOK_NAME, SUBMITTED, autograded_notebook,
+                              feedback_page, team_folder)
+from coursekit.engine.unit import CommentRow, GradeRow, TeamOutcome, TeamWork
 from coursekit.errors import CourseKitError
-from coursekit.notebooks import ASSIGNMENT_ID, NOTEBOOK_NAME
 
 PROTOTYPE_KEY_FILE = ".coursekit-bundle"
 
@@ -73,11 +74,11 @@ class WorkerCourse:
     def grade(self, work: TeamWork) -> TeamOutcome:
         started = time.monotonic()
         team = work.team_id
-        folders = [self.root / folder / team for folder in ("submitted", "autograded", "feedback")]
+        folders = [team_folder(self.root, step, team).parent for step in (SUBMITTED, AUTOGRADED, FEEDBACK)]
         for folder in folders:
             shutil.rmtree(folder, ignore_errors=True)
         try:
-            work.write(self.root / "submitted" / team / ASSIGNMENT_ID)
+            work.write(team_folder(self.root, SUBMITTED, team))
             self.nbgrader("autograde", f"--student={team}", "--force")
             self.nbgrader("generate_feedback", f"--student={team}", "--force")
             return self.outcome(team, seconds=time.monotonic() - started)
@@ -107,8 +108,8 @@ class WorkerCourse:
                 pass
         return TeamOutcome(
             team_id=team, status=status, reason=reason,
-            autograded_notebook=read_or_none(self.root / "autograded" / team / AUTOGRADED_NOTEBOOK),
-            feedback_page=read_or_none(self.root / "feedback" / team / FEEDBACK_PAGE),
+            autograded_notebook=read_or_none(autograded_notebook(self.root, team)),
+            feedback_page=read_or_none(feedback_page(self.root, team)),
             timestamp=timestamp.isoformat() if timestamp else None,
             grades=grades, comments=comments, seconds=seconds,
             worker=f"{socket.gethostname()}:{os.getpid()}")

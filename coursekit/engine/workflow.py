@@ -30,10 +30,13 @@ from coursekit.reports import integrity
 from coursekit.olat import export as olat_export
 from coursekit.reports import reporting
 from coursekit.sandbox import kernel_manager as sandbox
+from coursekit.course import autograded_notebook
 from coursekit.errors import CourseKitError
+from coursekit.statuses import GradingStatus
 from coursekit.engine.grading import ensure_tools_on_path, nbgrader_in_fork, read_scores, submission_path
 from coursekit.engine.run import executor_for, grade_teams
-from coursekit.notebooks import ASSIGNMENT_ID, NOTEBOOK_NAME, read_notebook
+from coursekit.course import ASSIGNMENT_ID, NOTEBOOK_NAME
+from coursekit.notebooks import read_notebook
 from coursekit.nbgrader_plugins.rebuild import team_members_text
 from coursekit.records import TeamResult
 from coursekit.safe_text import one_line, printable
@@ -124,7 +127,7 @@ def teams_to_grade(*, course_root: Path, teams: list[str], database: str, state:
                 ever_graded = any(grade.auto_score is not None for grade in graded.grades)
             except MissingEntry:
                 ever_graded = False
-            if state.get(team) != key or not ever_graded or not (course_root / "autograded" / team).exists():
+            if state.get(team) != key or not ever_graded or not autograded_notebook(course_root, team).exists():
                 changed.append(team)
     return changed
 
@@ -229,7 +232,6 @@ def grade_download(*, download: Path, course_root: Path, output_folder: Path, wo
 def collect_results(*, course_root: Path, imported: importing.ImportResult, database: str) -> list[TeamResult]:
     teams = [submission.team_id for submission in imported.submissions]
     scores = read_scores(course_root=course_root, student_ids=teams, database=database)
-    waiting = feedback.answers_waiting_for_ta(database=database, teams=teams)
     release = read_notebook(course_root / "release" / ASSIGNMENT_ID / f"{NOTEBOOK_NAME}.ipynb")
     trusted = frozenset(c.source.strip() for c in release.cells
                         if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("locked"))
@@ -239,11 +241,10 @@ def collect_results(*, course_root: Path, imported: importing.ImportResult, data
         findings = scan_submission(submission, trusted)
         results.append(TeamResult(
             team_id=submission.team_id, members=submission.members,
-            status=team_scores.status if team_scores else "not graded",
+            status=team_scores.status if team_scores else GradingStatus.NOT_GRADED,
             reason=team_scores.reason if team_scores else "nbgrader recorded no grades",
             origin=submission.origin, findings=findings,
-            cells=tuple(replace(cell, needs_manual_grade=cell.grade_id in waiting.get(submission.team_id, ()))
-                        for cell in team_scores.cells) if team_scores else (),
+            cells=team_scores.cells if team_scores else (),
             written_members=written_members(course_root, submission.team_id),
         ))
     return results
@@ -259,7 +260,7 @@ def scan_submission(submission: importing.Submission, trusted: frozenset[str]) -
 
 
 def written_members(course_root: Path, team: str) -> str:
-    autograded = course_root / "autograded" / team / ASSIGNMENT_ID / f"{NOTEBOOK_NAME}.ipynb"
+    autograded = autograded_notebook(course_root, team)
     try:
         return team_members_text(read_notebook(autograded))
     except CourseKitError:

@@ -17,19 +17,20 @@ from pathlib import Path
 from nbgrader.api import Gradebook, MissingEntry
 from sqlalchemy.exc import SAWarning
 
-from coursekit.engine.unit import AUTOGRADED_NOTEBOOK, FEEDBACK_PAGE, TeamOutcome
-from coursekit.notebooks import ASSIGNMENT_ID, NOTEBOOK_NAME
+from coursekit.course import ASSIGNMENT_ID, NOTEBOOK_NAME, autograded_notebook, feedback_page
+from coursekit.engine.unit import TeamOutcome
 
 
 def write_files(*, course_root: Path, outcome: TeamOutcome) -> None:
-    """autograded/<team>/ and feedback/<team>/ hold exactly this outcome's files afterwards."""
-    for folder, relative, content in (("autograded", AUTOGRADED_NOTEBOOK, outcome.autograded_notebook),
-                                      ("feedback", FEEDBACK_PAGE, outcome.feedback_page)):
-        team_folder = course_root / folder / outcome.team_id
-        shutil.rmtree(team_folder, ignore_errors=True)
+    """The team's autograded and feedback folders hold exactly this outcome's files afterwards."""
+    team = outcome.team_id
+    for path, content in ((autograded_notebook(course_root, team), outcome.autograded_notebook),
+                          (feedback_page(course_root, team), outcome.feedback_page)):
+        # The team's folder (<step>/<team>), not only the assignment's: nothing stale stays.
+        shutil.rmtree(path.parent.parent, ignore_errors=True)
         if content is not None:
-            (team_folder / relative).parent.mkdir(parents=True, exist_ok=True)
-            (team_folder / relative).write_bytes(content)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(content)
 
 
 def write_grades(*, gradebook: Gradebook, outcome: TeamOutcome) -> None:

@@ -34,6 +34,7 @@ from traitlets import Bool, Integer
 from nbgrader import utils
 from nbgrader.preprocessors import Execute
 
+from coursekit.course import answer_of_test, is_autograded_cell
 from coursekit.protocol import ANSWER_MIME, CHALLENGE_NAME, MAX_RECORD_CHARS
 from coursekit.exercise.checks import CHECKERS, Situation, Verdict, failed_verdict, judge
 from coursekit.nbgrader_plugins.rebuild import STATUS_KEY
@@ -41,7 +42,6 @@ from coursekit.exercise.repairs import REPAIRS
 from coursekit.sandbox.kernel_manager import SandboxedKernelManager
 from coursekit.statuses import GradingStatus
 
-TEST_SUFFIX = "_test"
 RECORDS_PER_CELL = 4
 
 
@@ -57,8 +57,8 @@ def judged_answer(cell: NotebookNode) -> str | None:
     (tests/test_master_notebook.py checks that).
     """
     grade_id = cell.metadata["nbgrader"].get("grade_id") if utils.is_grade(cell) and cell.cell_type == "code" else None
-    if grade_id and grade_id.endswith(TEST_SUFFIX) and grade_id[: -len(TEST_SUFFIX)] in CHECKERS:
-        return grade_id[: -len(TEST_SUFFIX)]
+    if grade_id and is_autograded_cell(grade_id) and answer_of_test(grade_id) in CHECKERS:
+        return answer_of_test(grade_id)
     return None
 
 

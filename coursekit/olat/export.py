@@ -27,7 +27,7 @@ from traitlets.config import Configurable
 from coursekit.errors import CourseKitError
 from coursekit.reports.exporting import format_points, is_autograded
 from coursekit.olat.importing import RosterEntry
-from coursekit.notebooks import NOTEBOOK_NAME
+from coursekit.course import NOTEBOOK_NAME
 from coursekit.records import TeamResult
 from coursekit.safe_text import spreadsheet_safe
 from coursekit.statuses import GradingStatus

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from coursekit.errors import CourseKitError
-from coursekit.notebooks import ASSIGNMENT_ID, NOTEBOOK_NAME
+from coursekit.course import ASSIGNMENT_ID, NOTEBOOK_NAME
 from coursekit.safe_text import one_line, visible
 
 _SEPARATOR = " › "

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+from coursekit.course import is_autograded_cell
 from coursekit.errors import CourseKitError
 from coursekit.engine.grading import CellScore
 from coursekit.olat.importing import RosterEntry
@@ -19,7 +20,6 @@ from coursekit.safe_text import spreadsheet_safe
 from coursekit.statuses import GradingStatus
 
 NO_SUBMISSION = "no submission"
-TEST_SUFFIX = "_test"
 STUDENT_COLUMNS = ("username", "first_name", "last_name", "email", "team")
 POINT_COLUMNS = ("autograded", "manual", "total", "max_total", "status", "needs_manual_grading")
 COLUMNS = (*STUDENT_COLUMNS, *TASK_CELLS, *POINT_COLUMNS, "team_members")
@@ -67,7 +67,7 @@ def summary_counts(*, results: list[TeamResult]) -> dict[str, int]:
 def is_autograded(cell: CellScore) -> bool:
     """A hidden-test cell the grader scored; everything else is a TA's to grade."""
     # Not the flag alone: once a TA has graded a free-text cell the flag may clear, yet its points stay manual.
-    return not cell.needs_manual_grade and cell.grade_id.endswith(TEST_SUFFIX)
+    return not cell.needs_manual_grade and is_autograded_cell(cell.grade_id)
 
 
 def format_points(points: float) -> str:

@@ -32,9 +32,10 @@ from nbgrader import utils
 from nbgrader.api import Gradebook
 from nbgrader.preprocessors import NbGraderPreprocessor
 
+from coursekit.course import autograded_notebook, feedback_page, waits_for_ta
 from coursekit.errors import CourseKitError
 from coursekit.engine.grading import nbgrader_in_fork, submitted_notebooks
-from coursekit.notebooks import ASSIGNMENT_ID, NOTEBOOK_NAME
+from coursekit.course import ASSIGNMENT_ID
 
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 # IPython's frame headers: "Cell In[12], line 3" (IPython >= 8.5), "Input In [12], in <cell line: 3>()" (8.0-8.4).
@@ -210,11 +211,6 @@ class MarkWaitingForTA(NbGraderPreprocessor):
         return nb, resources
 
 
-def waits_for_ta(grade) -> bool:
-    """An answer a TA still has to grade: no manual score, and nothing the autograder decided."""
-    return grade.manual_score is None and (bool(grade.needs_manual_grade) or grade.auto_score is None)
-
-
 def answers_waiting_for_ta(*, database: str, teams: list[str]) -> dict[str, frozenset[str]]:
     """Per team, the grade_ids of the answers a TA still has to grade (teams without such answers left out)."""
     waiting = {}
@@ -236,7 +232,7 @@ FEEDBACK_STATE = "feedback.json"
 
 
 def feedback_html(course_root: Path, team: str) -> Path:
-    return course_root / "feedback" / team / ASSIGNMENT_ID / f"{NOTEBOOK_NAME}.html"
+    return feedback_page(course_root, team)
 
 
 @dataclass(frozen=True)
@@ -255,7 +251,7 @@ def feedback_states(*, course_root: Path, database: str, teams: list[str]) -> di
     states = {}
     with Gradebook(database) as gradebook:
         for team, notebook in submitted_notebooks(gradebook, teams):
-            autograded = course_root / "autograded" / team / ASSIGNMENT_ID / f"{NOTEBOOK_NAME}.ipynb"
+            autograded = autograded_notebook(course_root, team)
             if not autograded.exists():
                 continue  # no feedback can be made without it (its grading failed)
             state = {

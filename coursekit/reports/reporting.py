@@ -20,7 +20,8 @@ from pathlib import Path
 
 from coursekit.errors import CourseKitError
 from coursekit.statuses import GradingStatus
-from coursekit.reports.exporting import NO_SUBMISSION, TEST_SUFFIX, format_points
+from coursekit.course import answer_of_test, is_autograded_cell
+from coursekit.reports.exporting import NO_SUBMISSION, format_points
 from coursekit.engine.grading import CellScore
 from coursekit.olat.importing import ImportProblem
 from coursekit.records import TASK_CELLS, TeamResult
@@ -70,7 +71,7 @@ class TeamPoints:
 
 
 def is_test(cell: CellScore) -> bool:
-    return cell.grade_id.endswith(TEST_SUFFIX)
+    return is_autograded_cell(cell.grade_id)
 
 
 def is_pending(cell: CellScore) -> bool:
@@ -331,7 +332,7 @@ def _most_often_wrong(graded: list[TeamResult]) -> list[tuple[str, int, int]]:
 
 
 def _display_name(cell_id: str) -> str:
-    return cell_id.removesuffix(TEST_SUFFIX)
+    return answer_of_test(cell_id)
 
 
 def _image(draw: Callable) -> str:
