@@ -38,3 +38,12 @@ def test_the_readme_grade_command_parses():
 def test_ci_runs_the_readme_test_command():
     ci = (REPOSITORY / ".ci" / "run").read_text(encoding="utf-8")
     assert "make test" in ci and "make setup" in ci
+
+
+def test_every_readme_grade_command_parses():
+    lines = [line for line in README.splitlines() if ".venv/bin/coursekit grade" in line]
+    assert any("--scheduler" in line for line in lines)
+    for line in lines:
+        arguments = line.split("coursekit ", 1)[1].split("#", 1)[0].split()
+        parsed = cli.build_parser().parse_args(arguments)
+        assert parsed.command == "grade"

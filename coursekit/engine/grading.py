@@ -22,10 +22,8 @@ import nbformat
 from nbgrader.api import Gradebook, MissingEntry
 
 from coursekit.engine import forking
-from coursekit.course import autograded_notebook, submitted_notebook, waits_for_ta
+from coursekit.course import ASSIGNMENT_ID, NOTEBOOK_NAME, autograded_notebook, submitted_notebook, waits_for_ta
 from coursekit.errors import CourseKitError
-from coursekit.course import ASSIGNMENT_ID, NOTEBOOK_NAME
-
 from coursekit.nbgrader_plugins.rebuild import STATUS_KEY
 from coursekit.statuses import GradingStatus
 
