@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from coursekit.engine.grading import CellScore
 from coursekit.reports.integrity import Finding
+from coursekit.statuses import GradingStatus
 
 # Which graded cells (grade_ids in the gradebook) make up each task's points.
 TASK_CELLS: dict[str, tuple[str, ...]] = {
@@ -21,12 +21,22 @@ TASK_CELLS: dict[str, tuple[str, ...]] = {
 
 
 @dataclass(frozen=True)
+class CellScore:
+    """One graded cell of a team's notebook, as the gradebook has it."""
+
+    grade_id: str
+    score: float
+    max_score: float
+    needs_manual_grade: bool      # a TA still has to grade it (coursekit.course.waits_for_ta)
+
+
+@dataclass(frozen=True)
 class TeamResult:
     """Everything known about one graded team, for grades.csv, feedback and the report."""
 
     team_id: str                      # nbgrader student id of the team, e.g. "anna.muster_jdoe"
     members: tuple[str, ...]          # OLAT user names
-    status: str                       # graded | kernel crashed | timed out | unreadable | missing | not graded
+    status: GradingStatus
     reason: str                       # why, when the status is not "graded"
     origin: str                       # where the submitted file came from in the download
     cells: tuple[CellScore, ...]      # every graded cell, autograded and manual

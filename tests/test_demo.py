@@ -2,7 +2,7 @@
 from pathlib import Path
 
 from coursekit.demo import format_class_table
-from coursekit.engine.grading import CellScore
+from coursekit.records import CellScore
 from coursekit.olat.importing import ImportProblem
 from coursekit.records import TeamResult
 from coursekit.engine.workflow import RunSummary

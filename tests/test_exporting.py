@@ -5,7 +5,7 @@ import pytest
 
 from coursekit.errors import CourseKitError
 from coursekit.reports.exporting import format_points, summary_counts, write_grades_csv
-from coursekit.engine.grading import CellScore
+from coursekit.records import CellScore
 from coursekit.olat.importing import RosterEntry
 from coursekit.reports.integrity import Finding
 from coursekit.records import TASK_CELLS, TeamResult

@@ -13,7 +13,7 @@ import nbformat
 import pytest
 
 from coursekit.engine import run
-from coursekit.notebooks import fill_answers, grade_id, is_answer_cell, master_answers
+from coursekit.notebooks import fill_answers, is_answer_cell, master_answers
 from conftest import REPOSITORY
 
 FIXTURES = REPOSITORY / "tests" / "hostile" / "submissions.toml"

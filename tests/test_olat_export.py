@@ -21,7 +21,8 @@ from coursekit.reports import feedback
 from coursekit.course import waits_for_ta
 from coursekit.olat import export as olat_export
 from coursekit.errors import CourseKitError
-from coursekit.engine.grading import CellScore, run_nbgrader
+from coursekit.engine.grading import run_nbgrader
+from coursekit.records import CellScore
 from coursekit.olat.importing import RosterEntry
 from coursekit.course import ASSIGNMENT_ID, NOTEBOOK_NAME
 from coursekit.notebooks import fill_answers, master_answers, read_notebook

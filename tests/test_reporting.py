@@ -1,6 +1,5 @@
 import base64
 import dataclasses
-import re
 from html.parser import HTMLParser
 
 import pytest

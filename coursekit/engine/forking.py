@@ -120,6 +120,7 @@ def fork(body: Callable[[], int]) -> int:
     if child == 0:
         code = 1
         try:
+            die_with_parent()  # a worker killed mid-run takes its nbgrader command with it
             start_fresh_in_fork()
             code = body()
         finally:

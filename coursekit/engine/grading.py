@@ -24,16 +24,9 @@ from nbgrader.api import Gradebook, MissingEntry
 from coursekit.engine import forking
 from coursekit.course import ASSIGNMENT_ID, NOTEBOOK_NAME, autograded_notebook, submitted_notebook, waits_for_ta
 from coursekit.errors import CourseKitError
+from coursekit.records import CellScore
 from coursekit.nbgrader_plugins.rebuild import STATUS_KEY
 from coursekit.statuses import GradingStatus
-
-
-@dataclass(frozen=True)
-class CellScore:
-    grade_id: str
-    score: float
-    max_score: float
-    needs_manual_grade: bool
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from coursekit.course import is_autograded_cell
 from coursekit.errors import CourseKitError
-from coursekit.engine.grading import CellScore
+from coursekit.records import CellScore
 from coursekit.olat.importing import RosterEntry
 from coursekit.records import TASK_CELLS, TeamResult
 from coursekit.safe_text import spreadsheet_safe

@@ -22,7 +22,7 @@ from coursekit.errors import CourseKitError
 from coursekit.statuses import GradingStatus
 from coursekit.course import answer_of_test, is_autograded_cell
 from coursekit.reports.exporting import NO_SUBMISSION, format_points
-from coursekit.engine.grading import CellScore
+from coursekit.records import CellScore
 from coursekit.olat.importing import ImportProblem
 from coursekit.records import TASK_CELLS, TeamResult
 from coursekit.reports.templating import render
