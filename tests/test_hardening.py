@@ -205,13 +205,11 @@ def output_text(path):
 
 def test_nothing_leaked_out_of_the_sandbox(graded):
     _, _, work_dir, _ = graded
-    outputs = "\n".join(output_text(path) for path in work_dir.glob("shard-*/autograded/*/ex2/ml_ex2.ipynb"))
+    outputs = "\n".join(output_text(path) for path in work_dir.glob("course/autograded/*/ex2/ml_ex2.ipynb"))
     assert "blocked" in outputs  # the probes ran and reported
     assert "LEAK:" not in outputs
     assert "Reference answer" not in outputs and "BEGIN SOLUTION" not in outputs
     assert "connected to" not in outputs
-    for shard in work_dir.glob("shard-*"):
-        assert not (shard / "HACKED").exists()
     assert not (REPOSITORY / "HACKED").exists()
     assert not list(work_dir.rglob("HACKED"))
 
@@ -224,6 +222,6 @@ def test_original_submissions_are_not_modified(graded):
     specs, _, work_dir, submissions = graded
     for spec in specs:
         built = submissions[spec["name"]]
-        shard_files = list(work_dir.glob(f"shard-*/submitted/{spec['name']}/ex2/{built.notebook_filename}"))
-        assert len(shard_files) == 1
-        assert shard_files[0].read_bytes() == built.notebook, spec["name"]
+        submitted_files = list(work_dir.glob(f"course/submitted/{spec['name']}/ex2/{built.notebook_filename}"))
+        assert len(submitted_files) == 1
+        assert submitted_files[0].read_bytes() == built.notebook, spec["name"]

@@ -273,7 +273,7 @@ def refresh_feedback(*, course_root: Path, database: str, teams: list[str], stat
                      made_by_autograding: list[str], workers: int = 1) -> tuple[str, ...]:
     """Regenerate the feedback of the teams whose fingerprint changed (and only theirs); returns them.
 
-    `made_by_autograding`: teams whose feedback the grading shards just made
+    `made_by_autograding`: teams whose feedback the grading engine just made
     from their own gradebook, which holds the same automatic grades as the
     course's but no TA input; their feedback is current unless a TA graded them.
     """
