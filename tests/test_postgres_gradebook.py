@@ -37,6 +37,7 @@ ROSTER = ("username,first_name,last_name,email\nanna,Anna,A,a@x.org\nbob,Bob,B,b
 COURSE_ID = "ml-ex2"
 BEFORE_RUN_QUESTION = "squeeze_explain"   # the TA's grade saved between the two runs
 HTTP_QUESTION = "bmm_why_d"               # the grade saved through the question page's HTTP API
+OVERLAP_QUESTION = "learning_rate_issues"   # two TAs saving the same teams at once
 BEFORE_RUN_COMMENT = "Clear: squeeze drops every size-1 dimension. [before the run]"
 
 
@@ -229,7 +230,7 @@ def graded_during_ta_work(graded):
         questions = [(ref.grade_id, points) for ref, points in manual_questions(book)]
     # Every team, carl (graded again) included; the two questions other tests check are left alone.
     targets = [(team, question, points) for question, points in questions
-               for team in ("carl", "anna_bob", "dora") if question not in (BEFORE_RUN_QUESTION, HTTP_QUESTION)]
+               for team in ("carl", "anna_bob", "dora") if question not in (BEFORE_RUN_QUESTION, HTTP_QUESTION, OVERLAP_QUESTION)]
     carl_old_auto = auto_total(graded, "carl")
     second_download = download_zip(graded.work / "download-2.zip", carl=own_words_sample("solution"))
     writer = TaWriter(graded, targets, carl_old_auto)
@@ -286,3 +287,29 @@ def test_ta_grades_reach_grades_csv_and_feedback(graded, graded_during_ta_work):
     # The run during the TA's work already counted the grade saved before it.
     anna = next(row for row in csv.DictReader(concurrent_csv.splitlines()) if row["username"] == "anna")
     assert float(anna["manual"]) >= 3
+
+
+def test_two_tas_saving_overlapping_teams_at_once_both_succeed(graded):
+    """The same answer group saved by two TAs in opposite team orders: on PostgreSQL each save locks rows,
+    so saves must lock them in one order or the server aborts one of them as a deadlock."""
+    question = QuestionRef(ASSIGNMENT_ID, NOTEBOOK_NAME, OVERLAP_QUESTION)
+    paths = course_paths(root_dir=graded.course)
+    errors, saved = [], []
+
+    def ta(teams: list[str], score: float) -> None:
+        try:
+            for _ in range(12):
+                save_grades(paths=paths, question=question, team_ids=teams, manual_score=score, comment=f"{score:g}")
+                saved.append(score)
+        except Exception as error:  # reported below
+            errors.append(error)
+
+    tas = [threading.Thread(target=ta, args=(["anna_bob", "carl", "dora"], 1.0)),
+           threading.Thread(target=ta, args=(["dora", "carl", "anna_bob"], 2.0))]
+    for thread in tas:
+        thread.start()
+    for thread in tas:
+        thread.join()
+    assert errors == [] and len(saved) == 24
+    final = manual_grades(graded, [(team, OVERLAP_QUESTION) for team in ("anna_bob", "carl", "dora")])
+    assert len(set(final.values())) == 1 and next(iter(final.values())) in {(1.0, "1"), (2.0, "2")}
