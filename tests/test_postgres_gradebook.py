@@ -38,7 +38,7 @@ COURSE_ID = "ml-ex2"
 BEFORE_RUN_QUESTION = "squeeze_explain"   # the TA's grade saved between the two runs
 HTTP_QUESTION = "bmm_why_d"               # the grade saved through the question page's HTTP API
 OVERLAP_QUESTION = "learning_rate_issues"   # two TAs saving the same teams at once
-BEFORE_RUN_COMMENT = "Clear: squeeze drops every size-1 dimension. [before the run]"
+BEFORE_RUN_COMMENT = "Clear: squeeze drops every size-1 dimension, saved before the run."
 
 
 def download_zip(path: Path, carl: bytes) -> Path:
@@ -221,8 +221,17 @@ def run_grade_command(graded: GradedClass, download: Path) -> subprocess.Complet
         capture_output=True, text=True, timeout=900)
 
 
+@dataclass(frozen=True)
+class RunDuringTaWork:
+    writes: tuple[Write, ...]
+    started: float            # when `coursekit grade` started and returned
+    finished: float
+    grades_csv: str           # grades.csv of that run
+    carl_old_auto: float      # carl's autograded points before it
+
+
 @pytest.fixture(scope="module")
-def graded_during_ta_work(graded):
+def graded_during_ta_work(graded) -> RunDuringTaWork:
     paths = course_paths(root_dir=graded.course)
     save_grades(paths=paths, question=QuestionRef(ASSIGNMENT_ID, NOTEBOOK_NAME, BEFORE_RUN_QUESTION),
                 team_ids=["anna_bob"], manual_score=3.0, comment=BEFORE_RUN_COMMENT)
@@ -248,14 +257,14 @@ def graded_during_ta_work(graded):
     # TA input counts at the next run: it refreshes the feedback and grades.csv of the teams the TA graded.
     again = run_grade_command(graded, second_download)
     assert again.returncode == 0, again.stderr[-3000:]
-    return writer.writes, started, finished, run.stdout, concurrent_csv, carl_old_auto
+    return RunDuringTaWork(tuple(writer.writes), started, finished, concurrent_csv, carl_old_auto)
 
 
 def test_ta_writes_during_grading_all_survive(graded, graded_during_ta_work):
-    writes, started, finished, output, _, carl_old_auto = graded_during_ta_work
-    assert "1 graded now, 2 unchanged" in output
-    assert auto_total(graded, "carl") > carl_old_auto  # the run merged carl's new notebook
-    during = [write for write in writes if started < write.started and write.committed < finished]
+    run = graded_during_ta_work
+    writes = run.writes
+    assert auto_total(graded, "carl") > run.carl_old_auto  # the run merged carl's new notebook
+    during = [write for write in writes if run.started < write.started and write.committed < run.finished]
     assert len(during) >= 20
     # Writes landed before and after the merge of carl's grades, so they interleaved with the merge's commits.
     assert any(write.before_merge for write in during) and any(write.after_merge for write in during)
@@ -268,14 +277,14 @@ def test_ta_writes_during_grading_all_survive(graded, graded_during_ta_work):
 
 
 def test_ta_grades_reach_grades_csv_and_feedback(graded, graded_during_ta_work):
-    writes, *_, concurrent_csv, _ = graded_during_ta_work
+    writes = graded_during_ta_work.writes
     rows = {row["username"]: row for row in csv.DictReader((graded.results / "grades.csv").read_text().splitlines())}
     first = {row["username"]: row for row in csv.DictReader(graded.first_grades_csv.decode().splitlines())}
     with gradebook(graded) as book:
         totals = {team: book.find_submission(ASSIGNMENT_ID, team).score for team in ("anna_bob", "carl", "dora")}
     for username, team in (("anna", "anna_bob"), ("bob", "anna_bob"), ("carl", "carl"), ("dora", "dora")):
         assert float(rows[username]["total"]) == pytest.approx(totals[team])
-        assert float(rows[username]["manual"]) > float(first[username]["manual"]) == 0
+        assert float(first[username]["manual"]) == 0 and float(rows[username]["manual"]) > 0
     bulk = {line["username"]: line for line in csv.DictReader((graded.results / "olat" / "bulk_assessment.csv").open())}
     assert float(bulk["carl"]["score"]) == pytest.approx(totals["carl"])
     last = {(write.team, write.question): write for write in writes}
@@ -283,9 +292,9 @@ def test_ta_grades_reach_grades_csv_and_feedback(graded, graded_during_ta_work):
         feedback = (graded.results / "feedback" / f"{team}.html").read_text()
         shown = set(re.findall(rf"TA note #\d{{4}} for {team}\.", feedback))
         assert shown == {write.comment for (written_team, _), write in last.items() if written_team == team}
-    assert BEFORE_RUN_COMMENT.split(" [")[0] in (graded.results / "feedback" / "anna_bob.html").read_text()
+    assert BEFORE_RUN_COMMENT in (graded.results / "feedback" / "anna_bob.html").read_text()
     # The run during the TA's work already counted the grade saved before it.
-    anna = next(row for row in csv.DictReader(concurrent_csv.splitlines()) if row["username"] == "anna")
+    anna = next(row for row in csv.DictReader(graded_during_ta_work.grades_csv.splitlines()) if row["username"] == "anna")
     assert float(anna["manual"]) >= 3
 
 
