@@ -58,7 +58,8 @@ class PostgresServer:
             try:
                 self.owner = pwd.getpwnam(SERVER_USER)
             except KeyError:
-                raise PostgresUnavailable(f"there is no `{SERVER_USER}` user to run the server as; {INSTALL_HINT}") from None
+                raise PostgresUnavailable(f"there is no `{SERVER_USER}` user to run the server as; "
+                                          f"{INSTALL_HINT}") from None
             self.as_server_user = ["runuser", "-u", SERVER_USER, "--"]
         # Not under pytest's tmp_path: its folders are private to root, and the server user must reach this one.
         self.folder = Path(tempfile.mkdtemp(prefix="coursekit-postgres-"))

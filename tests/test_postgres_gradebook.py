@@ -96,7 +96,8 @@ def gradebook(graded: GradedClass) -> Gradebook:
     return Gradebook(graded.db_url, COURSE_ID)
 
 
-def manual_grades(graded: GradedClass, cells: list[tuple[str, str]]) -> dict[tuple[str, str], tuple[float | None, str | None]]:
+def manual_grades(graded: GradedClass,
+                  cells: list[tuple[str, str]]) -> dict[tuple[str, str], tuple[float | None, str | None]]:
     """The TA's score and comment of each (team, question)."""
     found = {}
     with gradebook(graded) as book:
@@ -237,9 +238,10 @@ def graded_during_ta_work(graded) -> RunDuringTaWork:
                 team_ids=["anna_bob"], manual_score=3.0, comment=BEFORE_RUN_COMMENT)
     with gradebook(graded) as book:
         questions = [(ref.grade_id, points) for ref, points in manual_questions(book)]
-    # Every team, carl (graded again) included; the two questions other tests check are left alone.
-    targets = [(team, question, points) for question, points in questions
-               for team in ("carl", "anna_bob", "dora") if question not in (BEFORE_RUN_QUESTION, HTTP_QUESTION, OVERLAP_QUESTION)]
+    # Every team, carl (graded again) included; the questions other tests check are left alone.
+    checked_elsewhere = (BEFORE_RUN_QUESTION, HTTP_QUESTION, OVERLAP_QUESTION)
+    targets = [(team, question, points) for question, points in questions if question not in checked_elsewhere
+               for team in ("carl", "anna_bob", "dora")]
     carl_old_auto = auto_total(graded, "carl")
     second_download = download_zip(graded.work / "download-2.zip", carl=own_words_sample("solution"))
     writer = TaWriter(graded, targets, carl_old_auto)
@@ -294,7 +296,8 @@ def test_ta_grades_reach_grades_csv_and_feedback(graded, graded_during_ta_work):
         assert shown == {write.comment for (written_team, _), write in last.items() if written_team == team}
     assert BEFORE_RUN_COMMENT in (graded.results / "feedback" / "anna_bob.html").read_text()
     # The run during the TA's work already counted the grade saved before it.
-    anna = next(row for row in csv.DictReader(graded_during_ta_work.grades_csv.splitlines()) if row["username"] == "anna")
+    during_run = csv.DictReader(graded_during_ta_work.grades_csv.splitlines())
+    anna = next(row for row in during_run if row["username"] == "anna")
     assert float(anna["manual"]) >= 3
 
 
