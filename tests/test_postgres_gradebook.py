@@ -114,12 +114,15 @@ def manual_grade(graded: GradedClass, team: str, question: str) -> tuple[float |
 
 def test_postgres_gradebook_gives_the_same_grades_as_sqlite(graded):
     sqlite_csv = (graded.sqlite_results / "grades.csv").read_bytes()
+    rows = list(csv.DictReader(sqlite_csv.decode().splitlines()))
+    postgres_rows = list(csv.DictReader(graded.first_grades_csv.decode().splitlines()))
+    for graded_rows in (rows, postgres_rows):
+        assert [(row["username"], row["status"]) for row in graded_rows] == [
+            ("anna", "graded"), ("bob", "graded"), ("carl", "graded"), ("dora", "graded")]
+    assert float(rows[0]["autograded"]) == 56 and float(rows[2]["autograded"]) < 56  # real, different scores
+    assert postgres_rows == rows
     assert graded.first_grades_csv == sqlite_csv
     assert graded.first_bulk_assessment == (graded.sqlite_results / "olat" / "bulk_assessment.csv").read_bytes()
-    rows = list(csv.DictReader(sqlite_csv.decode().splitlines()))
-    assert [(row["username"], row["status"]) for row in rows] == [
-        ("anna", "graded"), ("bob", "graded"), ("carl", "graded"), ("dora", "graded")]
-    assert float(rows[0]["autograded"]) == 56 and float(rows[2]["autograded"]) < 56  # real, different scores
     # The grades really are in PostgreSQL: the course has no SQLite gradebook beside it.
     assert not (graded.course / "gradebook.db").exists() and (graded.sqlite_course / "gradebook.db").exists()
     with gradebook(graded) as book:
