@@ -35,3 +35,20 @@ def master():
 @pytest.fixture(scope="session")
 def release():
     return read_notebook(RELEASE_PATH)
+
+
+@pytest.fixture(scope="session")
+def postgres_database():
+    """A factory of fresh databases on a real PostgreSQL server started for this session (tests/postgres.py):
+    `postgres_database("hint")` returns a new database's SQLAlchemy URL."""
+    from postgres import PostgresServer, PostgresUnavailable
+
+    try:
+        server = PostgresServer()
+        server.start()
+    except PostgresUnavailable as error:
+        pytest.fail(f"cannot start a PostgreSQL server for the tests: {error}", pytrace=False)
+    try:
+        yield server.new_database
+    finally:
+        server.stop()

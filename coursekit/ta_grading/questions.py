@@ -234,9 +234,9 @@ def save_grades(*, paths: CoursePaths, question: QuestionRef, team_ids: list[str
         max_score = questions[question]
         if manual_score is not None and not 0 <= manual_score <= max_score:
             raise ValueError(f"a score for {question.grade_id} is between 0 and {max_score:g}")
-        saved = []
         try:
-            for team_id in team_ids:
+            # Rows are locked in one order, so two saves of overlapping teams cannot deadlock on PostgreSQL.
+            for team_id in sorted(set(team_ids)):
                 grade = gradebook.find_grade(question.grade_id, question.notebook_id, question.assignment_id, team_id)
                 grade.manual_score = manual_score
                 # As the formgrader does: cleared once a score exists, back on if none is left.
@@ -246,7 +246,6 @@ def save_grades(*, paths: CoursePaths, question: QuestionRef, team_ids: list[str
                     row.manual_comment = comment or None
                 except MissingEntry:
                     pass
-                saved.append(SavedGrade(team_id, manual_score, comment))
             gradebook.db.commit()
         except BaseException:
             gradebook.db.rollback()
@@ -257,7 +256,7 @@ def save_grades(*, paths: CoursePaths, question: QuestionRef, team_ids: list[str
             text, _ = read_answer(paths, question, team_id)
             record_graded_answers(course_root=Path(paths.coursedir.root), student_id=team_id,
                                   notebook_id=question.notebook_id, answers={question.grade_id: text})
-    return tuple(saved), progress
+    return tuple(SavedGrade(team_id, manual_score, comment) for team_id in team_ids), progress
 
 
 def open_gradebook(paths: CoursePaths) -> Gradebook:

@@ -50,7 +50,10 @@ def serve(*, course_root: Path, port: int, on_ready=print) -> None:
         app.initialize(argv=server_arguments(course_root=course_root, port=port, token=token))
     except (OSError, SystemExit):  # jupyter-server exits when the port is taken
         raise CourseKitError(f"cannot start the server on 127.0.0.1:{port}; choose another --port (0: any free one).") from None
-    # With --port 0, app.port is the port the system chose.
-    on_ready(f"Grade free-text questions at:\n    {page_url(port=app.port, base_url=app.base_url, token=token)}\n"
-             "Stop with Ctrl-C.")
+    # With --port 0, app.port is the port the system chose. The server binds it in
+    # a callback that initialize() queued, so announcing the URL from the next
+    # callback means the page answers by the time anyone opens it.
+    app.io_loop.add_callback(lambda: on_ready(
+        f"Grade free-text questions at:\n    {page_url(port=app.port, base_url=app.base_url, token=token)}\n"
+        "Stop with Ctrl-C."))
     app.start()

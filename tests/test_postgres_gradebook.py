@@ -1,0 +1,330 @@
+"""The course's gradebook on a real PostgreSQL server: same grades as SQLite, and TAs grading during a run lose nothing.
+
+One class of three teams is graded twice from scratch, once with the default
+SQLite gradebook and once with `c.CourseDirectory.db_url` on PostgreSQL
+(tests/postgres.py starts the server). The PostgreSQL course is then graded
+again by `coursekit grade`, in its own process as an instructor runs it,
+while a TA thread keeps saving scores and comments through the question
+page's code path.
+"""
+from __future__ import annotations
+
+import csv
+import itertools
+import re
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from nbgrader.api import Gradebook
+
+from conftest import REPOSITORY
+from coursekit import demo
+from coursekit.engine.workflow import grade_download
+from coursekit.notebooks import ASSIGNMENT_ID, NOTEBOOK_NAME
+from coursekit.ta_grading.questions import QuestionRef, course_paths, manual_questions, save_grades
+from test_olat_export import own_words_sample
+from test_ta_grading import GradingServer
+
+ROSTER = ("username,first_name,last_name,email\nanna,Anna,A,a@x.org\nbob,Bob,B,b@x.org\n"
+          "carl,Carl,C,c@x.org\ndora,Dora,D,d@x.org\n")
+COURSE_ID = "ml-ex2"
+BEFORE_RUN_QUESTION = "squeeze_explain"   # the TA's grade saved between the two runs
+HTTP_QUESTION = "bmm_why_d"               # the grade saved through the question page's HTTP API
+OVERLAP_QUESTION = "learning_rate_issues"   # two TAs saving the same teams at once
+BEFORE_RUN_COMMENT = "Clear: squeeze drops every size-1 dimension, saved before the run."
+
+
+def download_zip(path: Path, carl: bytes) -> Path:
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, content in [("Gruppe 1/anna_bob_ml_ex2.ipynb", own_words_sample("solution")),
+                              ("Gruppe 2/carl_ml_ex2.ipynb", carl),
+                              ("Gruppe 3/dora_ml_ex2.ipynb", own_words_sample("solution"))]:
+            archive.writestr(zipfile.ZipInfo(name, (2024, 11, 8, 10, 0, 0)), content)
+    return path
+
+
+def course_on(folder: Path, db_url: str | None) -> Path:
+    demo.copy_course(course_root=REPOSITORY, destination=folder)
+    if db_url is not None:
+        # As the README tells instructors: one line in nbgrader_config.py.
+        with open(folder / "nbgrader_config.py", "a", encoding="utf-8") as config:
+            config.write(f'\nc.CourseDirectory.db_url = "{db_url}"\n')
+    return folder
+
+
+@dataclass(frozen=True)
+class GradedClass:
+    work: Path
+    roster: Path
+    sqlite_course: Path
+    sqlite_results: Path
+    course: Path            # on PostgreSQL
+    results: Path
+    db_url: str
+    first_grades_csv: bytes
+    first_bulk_assessment: bytes
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory, postgres_database) -> GradedClass:
+    work = tmp_path_factory.mktemp("postgres")
+    download = download_zip(work / "download.zip", carl=own_words_sample("half"))
+    roster = work / "roster.csv"
+    roster.write_text(ROSTER)
+    db_url = postgres_database("gradebook")
+    runs = {}
+    for name, url in (("sqlite", None), ("postgres", db_url)):
+        course = course_on(work / f"course-{name}", url)
+        grade_download(download=download, course_root=course, output_folder=work / f"results-{name}",
+                       workers=2, roster=roster)
+        runs[name] = course, work / f"results-{name}"
+    results = runs["postgres"][1]
+    return GradedClass(work=work, roster=roster, sqlite_course=runs["sqlite"][0], sqlite_results=runs["sqlite"][1],
+                       course=runs["postgres"][0], results=results, db_url=db_url,
+                       first_grades_csv=(results / "grades.csv").read_bytes(),
+                       first_bulk_assessment=(results / "olat" / "bulk_assessment.csv").read_bytes())
+
+
+def gradebook(graded: GradedClass) -> Gradebook:
+    return Gradebook(graded.db_url, COURSE_ID)
+
+
+def manual_grades(graded: GradedClass,
+                  cells: list[tuple[str, str]]) -> dict[tuple[str, str], tuple[float | None, str | None]]:
+    """The TA's score and comment of each (team, question)."""
+    found = {}
+    with gradebook(graded) as book:
+        for team, question in cells:
+            grade = book.find_grade(question, NOTEBOOK_NAME, ASSIGNMENT_ID, team)
+            comment = book.find_comment(question, NOTEBOOK_NAME, ASSIGNMENT_ID, team)
+            found[team, question] = grade.manual_score, comment.manual_comment
+    return found
+
+
+def manual_grade(graded: GradedClass, team: str, question: str) -> tuple[float | None, str | None]:
+    return manual_grades(graded, [(team, question)])[team, question]
+
+
+def test_postgres_gradebook_gives_the_same_grades_as_sqlite(graded):
+    sqlite_csv = (graded.sqlite_results / "grades.csv").read_bytes()
+    rows = list(csv.DictReader(sqlite_csv.decode().splitlines()))
+    postgres_rows = list(csv.DictReader(graded.first_grades_csv.decode().splitlines()))
+    for graded_rows in (rows, postgres_rows):
+        assert [(row["username"], row["status"]) for row in graded_rows] == [
+            ("anna", "graded"), ("bob", "graded"), ("carl", "graded"), ("dora", "graded")]
+    assert float(rows[0]["autograded"]) == 56 and float(rows[2]["autograded"]) < 56  # real, different scores
+    assert postgres_rows == rows
+    assert graded.first_grades_csv == sqlite_csv
+    assert graded.first_bulk_assessment == (graded.sqlite_results / "olat" / "bulk_assessment.csv").read_bytes()
+    # The grades really are in PostgreSQL: the course has no SQLite gradebook beside it.
+    assert not (graded.course / "gradebook.db").exists() and (graded.sqlite_course / "gradebook.db").exists()
+    with gradebook(graded) as book:
+        assert graded.db_url.startswith("postgresql") and book.engine.dialect.name == "postgresql"
+        assert sorted(student.id for student in book.students) == ["anna", "anna_bob", "bob", "carl", "dora"]
+    assert auto_total(graded, "anna_bob") == pytest.approx(56)
+
+
+def get_page(server: GradingServer, path: str) -> str:
+    request = urllib.request.Request(server.root + path, headers={"Authorization": f"token {server.token}"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return response.read().decode()
+
+
+def test_question_page_saves_to_postgres(graded):
+    server = GradingServer(graded.course)
+    try:
+        answer = server.post_grades({"assignment": ASSIGNMENT_ID, "notebook": NOTEBOOK_NAME, "question": HTTP_QUESTION,
+                                     "teams": ["dora"], "manual_score": 2, "comment": "Right idea, say why 512."})
+        assert answer["saved"] == [{"team": "dora", "manual_score": 2.0, "comment": "Right idea, say why 512."}]
+        page = get_page(server, f"/coursekit/questions/{ASSIGNMENT_ID}/{NOTEBOOK_NAME}/{HTTP_QUESTION}")
+    finally:
+        server.stop()
+    assert manual_grade(graded, "dora", HTTP_QUESTION) == (2.0, "Right idea, say why 512.")
+    assert "Right idea, say why 512." in page
+
+
+# ---- grading again while a TA grades ----
+
+@dataclass(frozen=True)
+class Write:
+    number: int
+    team: str
+    question: str
+    score: float
+    comment: str
+    started: float
+    committed: float
+    after_merge: bool     # carl's new grades were in the gradebook before this write started
+    before_merge: bool    # ... and were not yet there after it committed
+
+
+def comment_of(number: int, team: str) -> str:
+    # Unique, and no markdown in it: the feedback shows it as written.
+    return f"TA note #{number:04d} for {team}."
+
+
+class TaWriter(threading.Thread):
+    """A TA saving scores and comments as the question page does, in a loop until told to stop.
+
+    It grades every team's answers, carl's too while the run merges carl's new
+    notebook. Once carl's new grades are in, half of carl's answers are left
+    alone: their last grade is one saved before the merge, which a merge that
+    rewrites a team's rows would lose.
+    """
+
+    def __init__(self, graded: GradedClass, targets: list[tuple[str, str, float]], carl_old_auto: float) -> None:
+        super().__init__(daemon=True)
+        self.paths = course_paths(root_dir=graded.course)
+        self.graded, self.targets, self.carl_old_auto = graded, targets, carl_old_auto
+        self.frozen_after_merge = {(team, question) for team, question, _ in targets[::2] if team == "carl"}
+        self.writes: list[Write] = []
+        self.error: BaseException | None = None
+        self.stop_event = threading.Event()
+
+    def carl_merged(self) -> bool:
+        return auto_total(self.graded, "carl") != self.carl_old_auto
+
+    def run(self) -> None:
+        try:
+            for number in itertools.count():
+                if self.stop_event.is_set():
+                    return
+                team, question, max_score = self.targets[number % len(self.targets)]
+                merged = self.carl_merged()
+                if merged and (team, question) in self.frozen_after_merge:
+                    continue
+                score, comment = float(1 + number % int(max_score)), comment_of(number, team)
+                started = time.time()
+                save_grades(paths=self.paths, question=QuestionRef(ASSIGNMENT_ID, NOTEBOOK_NAME, question),
+                            team_ids=[team], manual_score=score, comment=comment)
+                committed = time.time()
+                self.writes.append(Write(number, team, question, score, comment, started, committed,
+                                         after_merge=merged, before_merge=not self.carl_merged()))
+                self.stop_event.wait(0.05)
+        except BaseException as error:  # reported by the test, not lost in the thread
+            self.error = error
+
+
+def auto_total(graded: GradedClass, team: str) -> float:
+    with gradebook(graded) as book:
+        notebook = book.find_submission_notebook(NOTEBOOK_NAME, ASSIGNMENT_ID, team)
+        return sum(grade.auto_score or 0.0 for grade in notebook.grades if grade.name.endswith("_test"))
+
+
+def run_grade_command(graded: GradedClass, download: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "coursekit.cli", "--course", str(graded.course), "grade", str(download),
+         "--roster", str(graded.roster), "--output", str(graded.results), "--workers", "2"],
+        capture_output=True, text=True, timeout=900)
+
+
+@dataclass(frozen=True)
+class RunDuringTaWork:
+    writes: tuple[Write, ...]
+    started: float            # when `coursekit grade` started and returned
+    finished: float
+    grades_csv: str           # grades.csv of that run
+    carl_old_auto: float      # carl's autograded points before it
+
+
+@pytest.fixture(scope="module")
+def graded_during_ta_work(graded) -> RunDuringTaWork:
+    paths = course_paths(root_dir=graded.course)
+    save_grades(paths=paths, question=QuestionRef(ASSIGNMENT_ID, NOTEBOOK_NAME, BEFORE_RUN_QUESTION),
+                team_ids=["anna_bob"], manual_score=3.0, comment=BEFORE_RUN_COMMENT)
+    with gradebook(graded) as book:
+        questions = [(ref.grade_id, points) for ref, points in manual_questions(book)]
+    # Every team, carl (graded again) included; the questions other tests check are left alone.
+    checked_elsewhere = (BEFORE_RUN_QUESTION, HTTP_QUESTION, OVERLAP_QUESTION)
+    targets = [(team, question, points) for question, points in questions if question not in checked_elsewhere
+               for team in ("carl", "anna_bob", "dora")]
+    carl_old_auto = auto_total(graded, "carl")
+    second_download = download_zip(graded.work / "download-2.zip", carl=own_words_sample("solution"))
+    writer = TaWriter(graded, targets, carl_old_auto)
+    started = time.time()
+    writer.start()
+    try:
+        run = run_grade_command(graded, second_download)
+    finally:
+        finished = time.time()
+        writer.stop_event.set()
+        writer.join(timeout=60)
+    assert writer.error is None, f"the TA's save failed: {writer.error!r}"
+    assert run.returncode == 0, run.stderr[-3000:]
+    concurrent_csv = (graded.results / "grades.csv").read_text()
+    # TA input counts at the next run: it refreshes the feedback and grades.csv of the teams the TA graded.
+    again = run_grade_command(graded, second_download)
+    assert again.returncode == 0, again.stderr[-3000:]
+    return RunDuringTaWork(tuple(writer.writes), started, finished, concurrent_csv, carl_old_auto)
+
+
+def test_ta_writes_during_grading_all_survive(graded, graded_during_ta_work):
+    run = graded_during_ta_work
+    writes = run.writes
+    assert auto_total(graded, "carl") > run.carl_old_auto  # the run merged carl's new notebook
+    during = [write for write in writes if run.started < write.started and write.committed < run.finished]
+    assert len(during) >= 20
+    # Writes landed before and after the merge of carl's grades, so they interleaved with the merge's commits.
+    assert any(write.before_merge for write in during) and any(write.after_merge for write in during)
+    assert any(write.team == "carl" and write.after_merge for write in during)
+    last = {(write.team, write.question): write for write in writes}
+    assert any(write.team == "carl" and write.before_merge for write in last.values())
+    saved = manual_grades(graded, list(last))
+    assert {cell: (write.score, write.comment) for cell, write in last.items()} == saved
+    assert manual_grade(graded, "anna_bob", BEFORE_RUN_QUESTION) == (3.0, BEFORE_RUN_COMMENT)
+
+
+def test_ta_grades_reach_grades_csv_and_feedback(graded, graded_during_ta_work):
+    writes = graded_during_ta_work.writes
+    rows = {row["username"]: row for row in csv.DictReader((graded.results / "grades.csv").read_text().splitlines())}
+    first = {row["username"]: row for row in csv.DictReader(graded.first_grades_csv.decode().splitlines())}
+    with gradebook(graded) as book:
+        totals = {team: book.find_submission(ASSIGNMENT_ID, team).score for team in ("anna_bob", "carl", "dora")}
+    for username, team in (("anna", "anna_bob"), ("bob", "anna_bob"), ("carl", "carl"), ("dora", "dora")):
+        assert float(rows[username]["total"]) == pytest.approx(totals[team])
+        assert float(first[username]["manual"]) == 0 and float(rows[username]["manual"]) > 0
+    bulk = {line["username"]: line for line in csv.DictReader((graded.results / "olat" / "bulk_assessment.csv").open())}
+    assert float(bulk["carl"]["score"]) == pytest.approx(totals["carl"])
+    last = {(write.team, write.question): write for write in writes}
+    for team in ("anna_bob", "carl", "dora"):
+        feedback = (graded.results / "feedback" / f"{team}.html").read_text()
+        shown = set(re.findall(rf"TA note #\d{{4}} for {team}\.", feedback))
+        assert shown == {write.comment for (written_team, _), write in last.items() if written_team == team}
+    assert BEFORE_RUN_COMMENT in (graded.results / "feedback" / "anna_bob.html").read_text()
+    # The run during the TA's work already counted the grade saved before it.
+    during_run = csv.DictReader(graded_during_ta_work.grades_csv.splitlines())
+    anna = next(row for row in during_run if row["username"] == "anna")
+    assert float(anna["manual"]) >= 3
+
+
+def test_two_tas_saving_overlapping_teams_at_once_both_succeed(graded):
+    """The same answer group saved by two TAs in opposite team orders: on PostgreSQL each save locks rows,
+    so saves must lock them in one order or the server aborts one of them as a deadlock."""
+    question = QuestionRef(ASSIGNMENT_ID, NOTEBOOK_NAME, OVERLAP_QUESTION)
+    paths = course_paths(root_dir=graded.course)
+    errors, saved = [], []
+
+    def ta(teams: list[str], score: float) -> None:
+        try:
+            for _ in range(12):
+                save_grades(paths=paths, question=question, team_ids=teams, manual_score=score, comment=f"{score:g}")
+                saved.append(score)
+        except Exception as error:  # reported below
+            errors.append(error)
+
+    tas = [threading.Thread(target=ta, args=(["anna_bob", "carl", "dora"], 1.0)),
+           threading.Thread(target=ta, args=(["dora", "carl", "anna_bob"], 2.0))]
+    for thread in tas:
+        thread.start()
+    for thread in tas:
+        thread.join()
+    assert errors == [] and len(saved) == 24
+    final = manual_grades(graded, [(team, OVERLAP_QUESTION) for team in ("anna_bob", "carl", "dora")])
+    assert len(set(final.values())) == 1 and next(iter(final.values())) in {(1.0, "1"), (2.0, "2")}
