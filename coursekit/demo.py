@@ -93,8 +93,12 @@ def build_download(*, course_root: Path, destination: Path) -> Path:
 
 
 def copy_course(*, course_root: Path, destination: Path) -> None:
+    """A copy of the course to grade a sample class in, with its own SQLite gradebook."""
     destination.mkdir(parents=True, exist_ok=True)
-    shutil.copy(course_root / "nbgrader_config.py", destination / "nbgrader_config.py")
+    config = (course_root / "nbgrader_config.py").read_text(encoding="utf-8")
+    # Whatever gradebook the course names (PostgreSQL for its TAs, say), sample teams never go into it.
+    config += f'\n# Added by coursekit: this copy has its own gradebook.\nc.CourseDirectory.db_url = "sqlite:///{destination.resolve() / "gradebook.db"}"\n'
+    (destination / "nbgrader_config.py").write_text(config, encoding="utf-8")
     for folder in ("source", "release"):
         shutil.copytree(course_root / folder, destination / folder, dirs_exist_ok=True)
 

@@ -94,7 +94,9 @@ def prepare_course(*, template_root: Path, course_root: Path) -> None:
     shutil.copy(template_root / "nbgrader_config.py", course_root / "nbgrader_config.py")
     for folder in ("source", "release"):
         shutil.copytree(template_root / folder, course_root / folder, dirs_exist_ok=True)
-    result = nbgrader_in_fork(course_root, "generate_assignment", ASSIGNMENT_ID, "--force")
+    # Its own SQLite gradebook: the copied configuration may name the course's real one (PostgreSQL, say).
+    result = nbgrader_in_fork(course_root, "generate_assignment", ASSIGNMENT_ID, "--force",
+                              f"--CourseDirectory.db_url=sqlite:///{course_root / 'gradebook.db'}")
     if result.returncode != 0:
         raise CourseKitError(f"nbgrader generate_assignment failed in {course_root}:\n{result.stderr[-2000:]}")
 
