@@ -27,7 +27,7 @@ from nbgrader.api import Gradebook
 from conftest import REPOSITORY
 from coursekit import demo
 from coursekit.engine.workflow import grade_download
-from coursekit.notebooks import ASSIGNMENT_ID, NOTEBOOK_NAME
+from coursekit.course import ASSIGNMENT_ID, NOTEBOOK_NAME
 from coursekit.ta_grading.questions import QuestionRef, course_paths, manual_questions, save_grades
 from test_olat_export import own_words_sample
 from test_ta_grading import GradingServer
