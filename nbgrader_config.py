@@ -64,8 +64,6 @@ c.Autograde.autograde_preprocessors = [
 # (coursekit.reports.feedback) cuts tracebacks to the student's and the release's lines and
 # must run before ClearHiddenTests; MarkWaitingForTA shows "waiting for a TA" instead
 # of 0 points for answers no TA has graded yet and must run after GetGrades.
-# The same HTML, with the compiled templates shared by a worker's runs (one run per team).
-c.GenerateFeedback.exporter_class = "coursekit.reports.feedback_exporter.FeedbackHTMLExporter"
 c.GenerateFeedback.preprocessors = [
     "nbgrader.preprocessors.GetGrades",
     "coursekit.reports.feedback.CutHiddenTraceback",

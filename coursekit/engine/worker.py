@@ -26,7 +26,6 @@ from coursekit.course import (ASSIGNMENT_ID, AUTOGRADED, FEEDBACK, NOTEBOOK_NAME
                               feedback_page, team_folder)
 from coursekit.engine.unit import CommentRow, GradeRow, TeamOutcome, TeamWork
 from coursekit.errors import CourseKitError
-from coursekit.reports import feedback_exporter
 
 PROTOTYPE_KEY_FILE = ".coursekit-bundle"
 
@@ -139,7 +138,6 @@ class Worker:
         self.prototypes = prototypes
         self.courses: dict[str, WorkerCourse] = {}
         share_fork_server()
-        feedback_exporter.share_with_forks()
 
     def grade(self, bundle: CourseBundle, work: TeamWork) -> TeamOutcome:
         course = self.courses.get(bundle.key)
@@ -152,7 +150,6 @@ class Worker:
         from coursekit.sandbox.fork_server import ForkServer
 
         ForkServer.stop_if_started_here()
-        feedback_exporter.remove_shared_cache()
         shutil.rmtree(self.workspace, ignore_errors=True)
 
 
