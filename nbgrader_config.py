@@ -66,6 +66,9 @@ c.Autograde.autograde_preprocessors = [
 # (coursekit.reports.feedback) cuts tracebacks to the student's and the release's lines and
 # must run before ClearHiddenTests; MarkWaitingForTA shows "waiting for a TA" instead
 # of 0 points for answers no TA has graded yet and must run after GetGrades.
+# nbconvert's HTML exporter, minus a soupsieve pass over every page and recompiling its templates
+# in every grading process; the pages are byte for byte the same (coursekit.reports.feedback_exporter).
+c.GenerateFeedback.exporter_class = "coursekit.reports.feedback_exporter.FeedbackHTMLExporter"
 c.GenerateFeedback.preprocessors = [
     "nbgrader.preprocessors.GetGrades",
     "coursekit.reports.feedback.CutHiddenTraceback",
