@@ -37,7 +37,9 @@ c.Autograde.sanitize_preprocessors = [
     "nbgrader.preprocessors.DeduplicateIds",
     "nbgrader.preprocessors.OverwriteKernelspec",
     "nbgrader.preprocessors.OverwriteCells",
-    "nbgrader.preprocessors.CheckCellMetadata",
+    # nbgrader's CheckCellMetadata with the JSON schema compiled once, not per cell (~0.1 CPU-s per
+    # notebook, each time); same checks and errors (coursekit.nbgrader_plugins.preprocessors).
+    "coursekit.nbgrader_plugins.preprocessors.CheckCellMetadataCompiledOnce",
 ]
 
 # Autograding. SandboxedExecute (coursekit.nbgrader_plugins.execution) runs the kernel in a
@@ -54,7 +56,7 @@ c.Autograde.autograde_preprocessors = [
     "coursekit.nbgrader_plugins.preprocessors.MoveTestStderrToStdout",
     "coursekit.nbgrader_plugins.keep_reviews.SaveAutoGradesKeepingReviews",
     "nbgrader.preprocessors.AssignLatePenalties",
-    "nbgrader.preprocessors.CheckCellMetadata",
+    "coursekit.nbgrader_plugins.preprocessors.CheckCellMetadataCompiledOnce",  # as above
     # Last: scores are decided on what the student's code really printed, and the
     # notebook written to autograded/ (which the formgrader shows TAs) holds no live HTML.
     "coursekit.nbgrader_plugins.preprocessors.SanitizeStudentContent",
@@ -64,6 +66,9 @@ c.Autograde.autograde_preprocessors = [
 # (coursekit.reports.feedback) cuts tracebacks to the student's and the release's lines and
 # must run before ClearHiddenTests; MarkWaitingForTA shows "waiting for a TA" instead
 # of 0 points for answers no TA has graded yet and must run after GetGrades.
+# nbconvert's HTML exporter, minus a soupsieve pass over every page and recompiling its templates
+# in every grading process; the pages are byte for byte the same (coursekit.reports.feedback_exporter).
+c.GenerateFeedback.exporter_class = "coursekit.reports.feedback_exporter.FeedbackHTMLExporter"
 c.GenerateFeedback.preprocessors = [
     "nbgrader.preprocessors.GetGrades",
     "coursekit.reports.feedback.CutHiddenTraceback",

@@ -8,6 +8,10 @@ import tempfile
 from pathlib import Path
 
 from coursekit.errors import CourseKitError
+from coursekit.lazy_imports import defer_iri_grammar
+
+# Before anything imports jsonschema (through nbformat): saves ~0.8 s per run, see coursekit.lazy_imports.
+defer_iri_grammar()
 
 COURSE_ROOT = Path(__file__).resolve().parent.parent
 

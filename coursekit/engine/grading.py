@@ -23,6 +23,7 @@ from nbgrader.api import Gradebook, MissingEntry
 
 from coursekit.engine import forking
 from coursekit.course import ASSIGNMENT_ID, NOTEBOOK_NAME, autograded_notebook, submitted_notebook, waits_for_ta
+from coursekit.engine.fast_gradebook import create_gradebook
 from coursekit.errors import CourseKitError
 from coursekit.records import CellScore
 from coursekit.nbgrader_plugins.rebuild import STATUS_KEY
@@ -95,8 +96,10 @@ def prepare_course(*, template_root: Path, course_root: Path) -> None:
     for folder in ("source", "release"):
         shutil.copytree(template_root / folder, course_root / folder, dirs_exist_ok=True)
     # Its own SQLite gradebook: the copied configuration may name the course's real one (PostgreSQL, say).
+    database = f"sqlite:///{course_root / 'gradebook.db'}"
+    create_gradebook(db_url=database)
     result = nbgrader_in_fork(course_root, "generate_assignment", ASSIGNMENT_ID, "--force",
-                              f"--CourseDirectory.db_url=sqlite:///{course_root / 'gradebook.db'}")
+                              f"--CourseDirectory.db_url={database}")
     if result.returncode != 0:
         raise CourseKitError(f"nbgrader generate_assignment failed in {course_root}:\n{result.stderr[-2000:]}")
 

@@ -20,6 +20,7 @@ from multiprocessing.connection import Connection
 from coursekit.engine import forking
 from coursekit.engine.bundle import CourseBundle
 from coursekit.engine.unit import TeamOutcome, TeamWork
+from coursekit.engine.worker import share_fork_server
 from coursekit.errors import CourseKitError
 
 ATTEMPTS_PER_TEAM = 2
@@ -79,6 +80,8 @@ class LocalExecutor:
 
             # Built here once (or found from an earlier run), copied by every worker.
             WorkerCourse(bundle=bundle, workspace=self.prototypes)
+        # One fork server for all workers: they are forked after it started.
+        share_fork_server()
         pool = [start_worker(self.prototypes) for _ in range(min(self.workers, len(queue)))]
         try:
             while queue or any(worker.work for worker in pool):

@@ -22,6 +22,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 
 from coursekit.engine.bundle import CourseBundle
+from coursekit.engine.fast_gradebook import create_gradebook
 from coursekit.course import (ASSIGNMENT_ID, AUTOGRADED, FEEDBACK, NOTEBOOK_NAME, SUBMITTED, autograded_notebook,
                               feedback_page, team_folder)
 from coursekit.engine.unit import CommentRow, GradeRow, TeamOutcome, TeamWork
@@ -53,6 +54,7 @@ class WorkerCourse:
             return
         self.root.mkdir(parents=True)
         bundle.write(self.root)
+        create_gradebook(db_url=self.database)
         self.nbgrader("generate_assignment", "--force")
         (self.root / PROTOTYPE_KEY_FILE).write_text(bundle.key)
 
@@ -154,12 +156,12 @@ class Worker:
 
 
 def share_fork_server() -> None:
-    """Start the fork server now, so every nbgrader fork of this worker uses the same warm one."""
+    """Start the fork server now (unless this worker's parent did), so every nbgrader fork of this
+    worker uses the same warm one; it imports torch while the worker builds its course."""
     from coursekit.sandbox.fork_server import ForkServer
     from coursekit.sandbox.kernel_manager import sandbox_environment
 
-    if os.geteuid() == 0:
-        ForkServer.shared(environment=sandbox_environment(), inherited_by_forks=True)
+    ForkServer.prestart(environment=sandbox_environment())
 
 
 # Messages on a worker's connection: ("grade", bundle, work) -> ("outcome", TeamOutcome) or

@@ -33,6 +33,7 @@ from coursekit.sandbox import kernel_manager as sandbox
 from coursekit.course import autograded_notebook
 from coursekit.errors import CourseKitError
 from coursekit.statuses import GradingStatus
+from coursekit.engine.fast_gradebook import create_gradebook
 from coursekit.engine.grading import ensure_tools_on_path, nbgrader_in_fork, read_scores, submission_path
 from coursekit.engine.run import executor_for, grade_teams
 from coursekit.course import ASSIGNMENT_ID, NOTEBOOK_NAME
@@ -104,6 +105,7 @@ def ensure_assignment(course_root: Path, database: str) -> None:
             return
         except MissingEntry:
             pass
+    create_gradebook(db_url=database)
     result = nbgrader_in_fork(course_root, "generate_assignment", ASSIGNMENT_ID, "--force")
     if result.returncode != 0:
         raise CourseKitError(f"nbgrader generate_assignment failed: {result.stderr.strip().splitlines()[-1:]}")

@@ -22,8 +22,9 @@ import tempfile
 from pathlib import Path
 
 from nbgrader import utils
+from nbgrader.api import Gradebook
 from nbgrader.coursedir import CourseDirectory
-from nbgrader.preprocessors import SaveAutoGrades
+from nbgrader.preprocessors import NbGraderPreprocessor, SaveAutoGrades
 
 FINGERPRINTS_FOLDER = Path(".coursekit") / "answers"
 
@@ -45,23 +46,52 @@ class SaveAutoGradesKeepingReviews(SaveAutoGrades):
         recorded = read_fingerprints(self.fingerprints_file)
         self.previous = recorded.get(info["notebook"], {})
         self.current: dict[str, str] = {}
-        nb, resources = super().preprocess(nb, resources)
+        nb, resources = self.save_grades(nb, resources)
         recorded[info["notebook"]] = self.current
         write_atomically(self.fingerprints_file, json.dumps(recorded, indent=1, sort_keys=True))
         return nb, resources
 
+    def save_grades(self, nb, resources):
+        """SaveAutoGrades.preprocess with one commit per notebook instead of one per grade and comment.
+
+        nbgrader commits after every cell it scores or comments (~50 SQLite
+        transactions per notebook of this exercise, each a disk sync). The same
+        rows get the same values, in one transaction; if the notebook's grades
+        cannot all be saved, none are (nbgrader leaves the ones before the error).
+        """
+        info = resources["nbgrader"]
+        self.notebook_id, self.assignment_id = info["notebook"], info["assignment"]
+        self.student_id, self.db_url = info["student"], info["db_url"]
+        self.gradebook = Gradebook(self.db_url)
+        with self.gradebook:
+            nb, resources = NbGraderPreprocessor.preprocess(self, nb, resources)  # per cell: preprocess_cell
+            self.gradebook.db.commit()
+        return nb, resources
+
     def _add_score(self, cell, resources) -> None:
-        if not (utils.is_solution(cell) and utils.is_grade(cell)):
-            return super()._add_score(cell, resources)
+        # SaveAutoGrades._add_score without its commit (see save_grades).
         grade_id = cell.metadata["nbgrader"]["grade_id"]
         grade = self.gradebook.find_grade(grade_id, self.notebook_id, self.assignment_id, self.student_id)
         reviewed = grade.manual_score is not None and not grade.needs_manual_grade
-        super()._add_score(cell, resources)
+        auto_score, _ = utils.determine_grade(cell, self.log)
+        grade.auto_score = auto_score
+        # A TA's earlier score, or no automatic one, means a TA has to look (again).
+        grade.needs_manual_grade = grade.manual_score is not None or grade.auto_score is None
+        if not (utils.is_solution(cell) and utils.is_grade(cell)):
+            return
         fingerprint = answer_fingerprint(cell.source)
         self.current[grade_id] = fingerprint
         if reviewed and self.previous.get(grade_id) == fingerprint:
             grade.needs_manual_grade = False
-            self.gradebook.db.commit()
+
+    def _add_comment(self, cell, resources) -> None:
+        # SaveAutoGrades._add_comment without its commit (see save_grades).
+        comment = self.gradebook.find_comment(cell.metadata["nbgrader"]["grade_id"], self.notebook_id,
+                                              self.assignment_id, self.student_id)
+        if cell.metadata.nbgrader.get("checksum", None) == utils.compute_checksum(cell) and not utils.is_task(cell):
+            comment.auto_comment = "No response."
+        else:
+            comment.auto_comment = None
 
 
 def read_fingerprints(path: Path) -> dict[str, dict[str, str]]:

@@ -31,6 +31,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from coursekit.sandbox import cgroups
@@ -43,47 +44,78 @@ NEW_NAMESPACES = CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS
 
 
 class ForkServer:
-    """The grading process's side: starts the server at the first kernel and stops it at exit."""
+    """The grading process's side: starts the server at the first kernel and stops it at exit.
+
+    A server serves the process that started it and that process's forks (parallel
+    grading workers forked after `prestart` or a first kernel): starting one
+    costs ~1 s and ~1.5 CPU-s (importing torch), once per run instead of once per
+    worker. A fork never stops its parent's server.
+    """
 
     _running: "ForkServer | None" = None
     failure: str | None = None  # why this process cannot have one, once that is known
 
     def __init__(self, environment: dict[str, str]) -> None:
         self.owner = os.getpid()
-        self.inherited_by_forks = False
         self.folder = tempfile.mkdtemp(prefix="coursekit-forkserver-")  # mode 0700
         self.socket_path = os.path.join(self.folder, "socket")
         self.process = subprocess.Popen(
             [sys.executable, "-I", "-m", "coursekit.sandbox.fork_server", self.socket_path],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=environment, cwd=self.folder,
         )
-        ready, _, _ = select.select([self.process.stdout], [], [], START_TIMEOUT_SECONDS)
-        self.status = (self.process.stdout.readline().strip() if ready else "") or "unavailable: it did not start"
+        self.status: str | None = None  # "ready" or "unavailable: why", once read
         atexit.register(self.stop)
 
-    @classmethod
-    def shared(cls, *, environment: dict[str, str], inherited_by_forks: bool = False) -> "ForkServer | None":
-        """This process's running server, started if need be; None when it cannot run here (see `failure`).
+    def wait_until_started(self) -> str:
+        if self.status is None and os.getpid() == self.owner:
+            ready, _, _ = select.select([self.process.stdout], [], [], START_TIMEOUT_SECONDS)
+            self.status = (self.process.stdout.readline().strip() if ready else "") or "unavailable: it did not start"
+        elif self.status is None:
+            # A fork of the owner: its siblings may wait too, and only one of them could read
+            # the status line. The server listens right after it made its socket.
+            deadline = time.monotonic() + START_TIMEOUT_SECONDS
+            while not os.path.exists(self.socket_path) and self.alive(require_socket=False):
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.01)
+            self.status = "ready" if self.alive() else "unavailable: it did not start"
+        return self.status
 
-        `inherited_by_forks`: the forks of this process use its server too. For a
-        grading worker whose nbgrader commands are short-lived forks of it (the
-        worker outlives them); other forks start their own.
+    @classmethod
+    def prestart(cls, *, environment: dict[str, str]) -> None:
+        """Start this process's server now without waiting for it: it imports torch while the caller goes on.
+
+        Call it early in a grading run (and before forking workers, which then share
+        it); the first kernel waits for what is left of the start.
         """
+        if cls._running is None and cls.failure is None and os.geteuid() == 0:
+            cls._running = cls(environment)
+
+    @classmethod
+    def shared(cls, *, environment: dict[str, str]) -> "ForkServer | None":
+        """This process's running server, started if need be; None when it cannot run here (see `failure`)."""
         running = cls._running
-        foreign = running is not None and running.owner != os.getpid() and not running.inherited_by_forks
-        if running is not None and (foreign or running.process.poll() is not None):
-            # A forked process starts its own (the parent's stops with the parent); a
-            # server that died (out of memory, say) is replaced, or every kernel would fail.
+        if running is not None and not running.alive(require_socket=running.status is not None):
+            # A server that died (out of memory, say) is replaced, or every kernel would fail.
             cls._running = running = None
         if running is None and cls.failure is None:
-            server = cls(environment)
-            server.inherited_by_forks = inherited_by_forks
-            if server.status == "ready":
-                cls._running = server
-            else:
-                cls.failure = server.status.removeprefix("unavailable: ")
-                server.stop()
+            running = cls._running = cls(environment)
+        if running is not None and running.wait_until_started() != "ready":
+            cls.failure = running.status.removeprefix("unavailable: ")
+            running.stop()
+            cls._running = None
         return cls._running
+
+    def alive(self, *, require_socket: bool = True) -> bool:
+        if os.getpid() == self.owner:
+            return self.process.poll() is None
+        # A fork cannot wait for its parent's child: ask the system instead.
+        try:
+            with open(f"/proc/{self.process.pid}/stat") as stat:
+                state = stat.read().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return False
+        return state not in ("Z", "X") and (os.path.exists(self.socket_path) or not require_socket)
 
     @classmethod
     def stop_if_started_here(cls) -> None:
@@ -98,7 +130,7 @@ class ForkServer:
         if os.getpid() != self.owner:
             return
         if self.process.poll() is None:
-            self.process.stdin.close()  # the server leaves when its stdin closes
+            self.process.stdin.close()  # the server leaves at once when its stdin closes
             try:
                 self.process.wait(timeout=10)
             except subprocess.TimeoutExpired:
@@ -165,13 +197,15 @@ def exit_reporting_errors(action, errors: int) -> None:
 
 def preimport() -> str | None:
     """Import what every kernel needs, once; the reason when that makes forking unsafe."""
-    from coursekit.sandbox.hardened_kernel import preimport_protected_modules
+    from coursekit.sandbox.hardened_kernel import preimport_protected_modules, warm_up_tracebacks
 
     preimport_protected_modules()
     import ipykernel.debugger  # noqa: F401
     import ipykernel.ipkernel  # noqa: F401
     import ipykernel.kernelapp  # noqa: F401
     import ipykernel.zmqshell  # noqa: F401
+
+    warm_up_tracebacks()
 
     # A fork keeps only the forking thread: a thread pool started by an import
     # (OpenBLAS without OMP_NUM_THREADS=1, say) would be half there in every kernel.
@@ -212,7 +246,8 @@ def become_kernel(request: dict, output_fds: list[int]) -> None:
 
         from coursekit.sandbox.hardened_kernel import HardenedKernel
 
-        IPKernelApp.launch_instance(kernel_class=HardenedKernel, argv=["-f", request["connection_file"]])
+        IPKernelApp.launch_instance(kernel_class=HardenedKernel,
+                                    argv=["-f", request["connection_file"], *request.get("kernel_arguments", [])])
         code = 0
     except BaseException as error:  # whatever ends the kernel, it must not return into the server's code
         print(f"coursekit kernel: {type(error).__name__}: {error}", file=sys.stderr)
@@ -314,7 +349,9 @@ def serve(socket_path: str) -> None:
         # The grading process holds our stdin: when it goes, so do we.
         ready, _, _ = select.select([listener, sys.stdin], [], [])
         if sys.stdin in ready and not os.read(sys.stdin.fileno(), 1):
-            return
+            # At once: a normal exit finalizes torch and friends, ~0.5 s the grading run would wait
+            # for. Nothing is left to clean up; each kernel's monitor dies with us (die_with_parent).
+            os._exit(0)
         if listener in ready:
             connection, _ = listener.accept()
             if os.fork() == 0:

@@ -16,9 +16,12 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import traceback
 
 from ipykernel.ipkernel import IPythonKernel
 from ipykernel.kernelapp import IPKernelApp
+from ipykernel.zmqshell import ZMQInteractiveShell
+from traitlets import Type
 
 # What the exercise and the recording import, directly or through torch.
 PROTECTED_MODULES = (
@@ -28,8 +31,48 @@ PROTECTED_MODULES = (
 )
 
 
+class GradingShell(ZMQInteractiveShell):
+    """IPython's kernel shell, minus a second, unseen formatting of every traceback.
+
+    IPython (9.x) formats each error twice: once for the cell's error output, and
+    once more for `history_manager.exceptions`, which only the `%notebook` magic
+    reads. With torch imported a traceback in "Context" mode costs tens of
+    milliseconds (inspect.getmodule scans sys.modules, pygments builds a lexer
+    class per frame; ipython/ipython#13731), and a blank or half-done notebook
+    raises in most of its cells. The stored copy is made with the standard
+    library's traceback module instead, IPython's own fallback format; the error
+    output students and graders see is unchanged.
+    """
+
+    def _format_exception_for_storage(self, exception, filename=None, running_compiled_code=False):
+        if isinstance(exception, SyntaxError):
+            return super()._format_exception_for_storage(exception, filename, running_compiled_code)
+        return {"ename": type(exception).__name__, "evalue": str(exception),
+                "traceback": traceback.format_exception(type(exception), exception, exception.__traceback__)}
+
+
 class HardenedKernel(IPythonKernel):
     implementation = "coursekit-grading"
+    shell_class = Type(GradingShell)
+
+
+def warm_up_tracebacks() -> None:
+    """Fill, once in the fork server, the caches every kernel's first traceback would fill.
+
+    The first error a fresh kernel formats imports stack_data's and pygments'
+    helpers and makes inspect.getmodule map the file of every module torch
+    loaded (~0.2 s); forks of a warmed server inherit all of it.
+    """
+    from IPython.core import ultratb
+    from IPython.core.interactiveshell import InteractiveShell
+
+    formatter = ultratb.AutoFormattedTB(mode=InteractiveShell.xmode.default_value,
+                                        theme_name=InteractiveShell.colors.default_value, tb_offset=1)
+    code = compile("def warm_up():\n    raise ValueError('warm-up')\nwarm_up()\n", "<coursekit-warm-up>", "exec")
+    try:
+        exec(code, {})
+    except ValueError:
+        formatter.structured_traceback(*sys.exc_info())
 
 
 def preimport_protected_modules() -> None:

@@ -21,6 +21,7 @@ builds the same sandbox around a freshly started kernel.
 """
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import os
@@ -30,12 +31,14 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
+import time
 from pathlib import Path
+from queue import Empty
 
 import zmq
 from jupyter_client.asynchronous import AsyncKernelClient
 from jupyter_client.channels import AsyncZMQSocketChannel
-from jupyter_client.manager import AsyncKernelManager
+from jupyter_client.manager import AsyncKernelManager, KernelManager
 from traitlets import Bool, DottedObjectName, Integer, Type, Unicode
 
 from coursekit.sandbox import cgroups
@@ -203,6 +206,16 @@ def for_people(content: dict) -> dict:
     return content
 
 
+# How long the kernel may take to publish the idle status of an answered kernel_info request
+# (milliseconds after the reply, in practice) before IOPub counts as quiet anyway.
+IDLE_AFTER_REPLY_SECONDS = 0.2
+
+
+def is_idle_status_of(message: dict, request_id: str | None) -> bool:
+    return (message.get("msg_type") == "status" and message.get("content", {}).get("execution_state") == "idle"
+            and message.get("parent_header", {}).get("msg_id") == request_id)
+
+
 class OutputCappedKernelClient(AsyncKernelClient):
     """A client whose every socket refuses oversized messages and whose outputs have a budget."""
 
@@ -212,6 +225,52 @@ class OutputCappedKernelClient(AsyncKernelClient):
         socket = super()._create_connected_socket(channel, identity=identity)
         socket.setsockopt(zmq.MAXMSGSIZE, MESSAGE_LIMIT_BYTES)
         return socket
+
+    async def _async_wait_for_ready(self, timeout: float | None = None) -> None:
+        """jupyter_client's wait_for_ready, minus ~0.2 s per kernel start.
+
+        jupyter_client (8.x) retries kernel_info until a reply and an IOPub message
+        arrive, then drains IOPub until it has been silent for 0.2 s: every kernel
+        start waits those 0.2 s. Here the drain ends at the idle status of the
+        answered request, the signal jupyter_client's maintainers name as "fully
+        connected" (jupyter/jupyter_client#593, #592); still 0.2 s of silence at most.
+        Stale messages left over would be harmless anyway: nbclient reads only the
+        messages whose parent is its own request.
+        """
+        deadline = time.monotonic() + (float("inf") if timeout is None else timeout)
+        if not isinstance(self.parent, KernelManager):  # as jupyter_client: first a heartbeat
+            while not await self._async_is_alive():
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"Kernel didn't respond to heartbeats in {timeout:.0f} seconds")
+                await asyncio.sleep(0.2)
+        while True:
+            self.kernel_info()
+            try:
+                reply = await self.shell_channel.get_msg(timeout=1)
+            except Empty:
+                pass
+            else:
+                if reply["msg_type"] == "kernel_info_reply":
+                    try:  # IOPub is connected once one message arrives; if none does, start over
+                        seen = await self.iopub_channel.get_msg(timeout=IDLE_AFTER_REPLY_SECONDS)
+                    except Empty:
+                        pass
+                    else:
+                        self._handle_kernel_info_reply(reply)
+                        break
+            if not await self._async_is_alive():
+                raise RuntimeError("Kernel died before replying to kernel_info")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"Kernel didn't respond in {timeout:.0f} seconds")
+        answered = reply["parent_header"].get("msg_id")
+        while not is_idle_status_of(seen, answered):
+            try:
+                seen = await self.iopub_channel.get_msg(timeout=IDLE_AFTER_REPLY_SECONDS)
+            except Empty:
+                break
+
+    # AsyncKernelClient binds the public name to the base class's coroutine.
+    wait_for_ready = _async_wait_for_ready
 
 
 def sandbox_environment() -> dict[str, str]:
@@ -262,6 +321,7 @@ class SandboxedKernelManager(AsyncKernelManager):
         self._sandbox_uid = random.randint(200000, 299999) if os.geteuid() == 0 else os.geteuid()
         self._home_mounted = False
         self._cgroup: str | None = None
+        self._kernel_arguments: list[str] = []
 
     def bwrap(self) -> str | None:
         bwrap = shutil.which(self.bwrap_path)
@@ -277,7 +337,11 @@ class SandboxedKernelManager(AsyncKernelManager):
     def format_kernel_cmd(self, extra_arguments=None):
         # The kernel is the hardened one whatever the notebook's kernelspec says.
         # -I: files in the working folder must not shadow the modules the kernel itself imports.
-        kernel = [sys.executable, "-I", "-m", "coursekit.sandbox.hardened_kernel", "-f", self.connection_file]
+        # The extra arguments are the grading process's (nbclient's --HistoryManager.hist_file=:memory:
+        # among them: without it IPython writes every cell into an SQLite file).
+        self._kernel_arguments = [str(argument) for argument in extra_arguments or []]
+        kernel = [sys.executable, "-I", "-m", "coursekit.sandbox.hardened_kernel", "-f", self.connection_file,
+                  *self._kernel_arguments]
         if self.kernel_spec is not None:
             self.kernel_spec.interrupt_mode = "message"  # signals do not cross the sandbox's session
         self.prepare_private_folder()
@@ -377,6 +441,7 @@ class SandboxedKernelManager(AsyncKernelManager):
             "processes": self.process_limit, "file_size_bytes": self.file_size_limit_mib * MIB,
             "system_folders": list(SYSTEM_FOLDERS), "system_files": list(SYSTEM_FILES),
             "read_only": python_folders(), "environment": sandbox_environment(),
+            "kernel_arguments": list(self._kernel_arguments),
         }
 
     def sandbox_arguments(self) -> list[str]:
@@ -436,6 +501,12 @@ class SandboxedKernelManager(AsyncKernelManager):
         # Killed at once: a graded kernel has nothing to save, and a polite
         # shutdown request costs ~0.8 s per notebook.
         await super()._async_shutdown_kernel(now=True, restart=restart)
+
+    async def _async_wait(self, pollinterval: float = 0.005) -> None:
+        # jupyter_client polls a killed kernel every 0.1 s until it is gone, so every
+        # shutdown waits ~0.1 s for a relay that dies within milliseconds of SIGKILL.
+        # (jupyter_client's KernelManager._async_wait; it has no setting for the interval.)
+        await super()._async_wait(pollinterval=pollinterval)
 
     async def _async_cleanup_resources(self, restart: bool = False) -> None:
         # Also reached without a shutdown, after a kernel was killed or died.
