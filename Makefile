@@ -43,7 +43,7 @@ release: setup
 	$(BIN)/nbgrader generate_assignment ex2 --force
 
 benchmark: setup
-	$(BIN)/python benchmarks/bench_grading.py
+	$(BIN)/python benchmarks/bench_grading.py --scheduler-comparison
 
 clean:
 	rm -rf .demo results autograded submitted feedback gradebook.db
