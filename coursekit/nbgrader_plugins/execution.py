@@ -154,7 +154,7 @@ class SandboxedExecute(Execute):
                             situation=Situation(challenge=challenge, sources=sources))
         self._verdicts[cell_index] = (verdict, kept)
         if not verdict.full_marks and answer_id in REPAIRS and not self._stop_reason:
-            await self.run_silently(f"__import__('coursekit.exercise.repairs').repairs.repair({answer_id!r}, globals())")
+            await self.run_silently(f"__import__('coursekit.exercise.repairs').exercise.repairs.repair({answer_id!r}, globals())")
 
     def output(self, outs, msg, display_id, cell_index):
         """Answer records beyond the size or count a test cell may send are dropped as they arrive.
