@@ -27,6 +27,12 @@ def waits_for_ta(grade) -> bool:
     return grade.manual_score is None and (bool(grade.needs_manual_grade) or grade.auto_score is None)
 
 
+def is_autograded(cell) -> bool:
+    """A graded cell (CellScore or gradebook grade) whose points the autograder decided: a hidden
+    test it scored. Every other graded cell is a TA's, even once a TA has cleared its flag."""
+    return is_autograded_cell(cell.grade_id) and not cell.needs_manual_grade
+
+
 def answer_of_test(grade_id: str) -> str:
     """The answer a hidden test cell checks (`net_model_test` checks `net_model`)."""
     return grade_id.removesuffix(TEST_SUFFIX)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import nbformat
 
-from coursekit.reports.exporting import is_autograded
+from coursekit.course import is_autograded
 from coursekit.course import ASSIGNMENT_ID, NOTEBOOK_NAME
 from coursekit.notebooks import fill_answers, master_answers, read_notebook
 from coursekit.safe_text import printable

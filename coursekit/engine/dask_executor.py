@@ -24,6 +24,9 @@ from coursekit.engine.unit import TeamOutcome, TeamWork
 from coursekit.errors import CourseKitError
 
 CONNECT_TIMEOUT_SECONDS = 30
+# `python -m coursekit.engine.worker`, with jsonschema's IRI grammar deferred first as the CLI does.
+SERVICE = ("from coursekit.lazy_imports import defer_iri_grammar; defer_iri_grammar(); "
+           "from coursekit.engine.worker import main; main()")
 
 
 class GradingService:
@@ -33,8 +36,7 @@ class GradingService:
     _running: "GradingService | None" = None
 
     def __init__(self) -> None:
-        self.process = subprocess.Popen([sys.executable, "-m", "coursekit.engine.worker"],
-                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        self.process = subprocess.Popen([sys.executable, "-c", SERVICE], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         self.requests = Connection(os.dup(self.process.stdin.fileno()))
         self.replies = Connection(os.dup(self.process.stdout.fileno()))
 

@@ -22,7 +22,8 @@ import nbformat
 from nbgrader.api import Gradebook, MissingEntry
 
 from coursekit.engine import forking
-from coursekit.course import ASSIGNMENT_ID, NOTEBOOK_NAME, autograded_notebook, submitted_notebook, waits_for_ta
+from coursekit.course import (ASSIGNMENT_ID, NOTEBOOK_NAME, autograded_notebook, is_autograded, submitted_notebook,
+                              waits_for_ta)
 from coursekit.engine.fast_gradebook import create_gradebook
 from coursekit.errors import CourseKitError
 from coursekit.records import CellScore
@@ -38,7 +39,7 @@ class StudentScores:
     reason: str = ""
 
     def autograded(self) -> dict[str, CellScore]:
-        return {cell.grade_id: cell for cell in self.cells if not cell.needs_manual_grade}
+        return {cell.grade_id: cell for cell in self.cells if is_autograded(cell)}
 
     @property
     def total(self) -> float:

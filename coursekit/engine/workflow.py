@@ -36,6 +36,7 @@ from coursekit.statuses import GradingStatus
 from coursekit.engine.fast_gradebook import create_gradebook
 from coursekit.engine.grading import ensure_tools_on_path, nbgrader_in_fork, read_scores, submission_path
 from coursekit.engine.run import executor_for, grade_teams
+from coursekit.engine.worker import share_fork_server
 from coursekit.course import ASSIGNMENT_ID, NOTEBOOK_NAME
 from coursekit.notebooks import read_notebook
 from coursekit.nbgrader_plugins.rebuild import team_members_text
@@ -187,6 +188,9 @@ def grade_download(*, download: Path, course_root: Path, output_folder: Path, wo
     ensure_tools_on_path()
     config = course_config(course_root)
     require_sandbox(config)
+    if not scheduler:
+        # Kernels' torch import overlaps with the import of the download; local workers share it.
+        share_fork_server()
     imported = importing.import_download(download=download, roster=roster,
                                          staging=course_root / STATE_FOLDER / "staging",
                                          accepted_uploads=accepted_uploads)

@@ -25,7 +25,8 @@ from traitlets import Float
 from traitlets.config import Configurable
 
 from coursekit.errors import CourseKitError
-from coursekit.reports.exporting import format_points, is_autograded
+from coursekit.course import is_autograded
+from coursekit.reports.exporting import format_points
 from coursekit.olat.importing import RosterEntry
 from coursekit.course import NOTEBOOK_NAME
 from coursekit.records import TeamResult

@@ -11,9 +11,8 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from coursekit.course import is_autograded_cell
+from coursekit.course import is_autograded
 from coursekit.errors import CourseKitError
-from coursekit.records import CellScore
 from coursekit.olat.importing import RosterEntry
 from coursekit.records import TASK_CELLS, TeamResult
 from coursekit.safe_text import spreadsheet_safe
@@ -62,12 +61,6 @@ def summary_counts(*, results: list[TeamResult]) -> dict[str, int]:
         "failed": len(results) - graded - partial,
         "needs manual grading": sum(result.needs_manual_grading for result in results),
     }
-
-
-def is_autograded(cell: CellScore) -> bool:
-    """A hidden-test cell the grader scored; everything else is a TA's to grade."""
-    # Not the flag alone: once a TA has graded a free-text cell the flag may clear, yet its points stay manual.
-    return not cell.needs_manual_grade and is_autograded_cell(cell.grade_id)
 
 
 def format_points(points: float) -> str:
