@@ -4,7 +4,7 @@ Workers are forks of the grading process (nbgrader already imported), started
 before any thread exists. A team goes to whichever worker is free, so one slow
 notebook does not hold up a fixed share of the class. A worker that dies
 (killed, out of memory) is replaced and its team graded again by another one;
-a team whose grading kills two workers is reported, not retried forever.
+a team whose grading ends two workers is reported as not graded, not retried forever.
 """
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from coursekit.engine.bundle import CourseBundle
 from coursekit.engine.unit import TeamOutcome, TeamWork
 from coursekit.engine.worker import share_fork_server
 from coursekit.errors import CourseKitError
+from coursekit.statuses import GradingStatus
 
 ATTEMPTS_PER_TEAM = 2
 
@@ -96,7 +97,9 @@ class LocalExecutor:
                     try:
                         reply = connection.recv()
                     except (EOFError, OSError):
-                        pool[pool.index(worker)] = self.replace(worker, queue, attempts)
+                        given_up = self.replace(worker, queue, attempts, pool)
+                        if given_up is not None:
+                            on_outcome(given_up)
                         continue
                     if reply[0] == "error":
                         raise CourseKitError(reply[1])
@@ -106,13 +109,20 @@ class LocalExecutor:
             for worker in pool:
                 stop_worker(worker, kill=worker.work is not None)
 
-    def replace(self, dead: LocalWorker, queue: deque, attempts: dict[str, int]) -> LocalWorker:
-        """A fresh worker in place of one that died; its team goes back into the queue once."""
+    def replace(self, dead: LocalWorker, queue: deque, attempts: dict[str, int],
+                pool: list[LocalWorker]) -> TeamOutcome | None:
+        """A fresh worker in place of one that died. Its team goes back into the queue once; a team
+        whose grading ends two workers is given up (not graded, with the reason) so the run goes on."""
         _, status = os.waitpid(dead.pid, 0)
         dead.connection.close()
-        team = dead.work.team_id
-        if attempts[team] >= ATTEMPTS_PER_TEAM:
-            raise CourseKitError(f"grading team {team} stopped its worker {attempts[team]} times "
-                                 f"({forking.describe_exit(status)}); grade it alone to see why.")
-        queue.appendleft(dead.work)
-        return start_worker(self.prototypes)
+        pool[pool.index(dead)] = start_worker(self.prototypes)
+        work, dead.work = dead.work, None
+        if attempts[work.team_id] < ATTEMPTS_PER_TEAM:
+            queue.appendleft(work)
+            return None
+        return TeamOutcome(
+            team_id=work.team_id, status=GradingStatus.NOT_GRADED,
+            reason=f"grading stopped its worker {attempts[work.team_id]} times ({forking.describe_exit(status)}); "
+                   "grade this team alone to see why",
+            autograded_notebook=None, feedback_page=None, timestamp=None, grades=(), comments=(), seconds=0.0,
+            worker="")

@@ -214,7 +214,7 @@ def grade_download(*, download: Path, course_root: Path, output_folder: Path, wo
         outcomes = grade_teams(course_root=course_root, database=database, teams=changed, executor=executor,
                                on_outcome=Progress(len(changed)).advance)
         state.update({outcome.team_id: fingerprint(submission_path(course_root, outcome.team_id))
-                      for outcome in outcomes})
+                      for outcome in outcomes if outcome.graded})
         state_file.parent.mkdir(parents=True, exist_ok=True)
         state_file.write_text(json.dumps(state, indent=1, sort_keys=True))
 
