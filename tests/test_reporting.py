@@ -279,7 +279,8 @@ def test_answers_a_ta_scored_in_the_gradebook_count_as_graded(course, tmp_path):
         # What the formgrader's grade handler stores when a TA types a score.
         grade = gradebook.find_grade("squeeze_explain", NOTEBOOK_NAME, ASSIGNMENT_ID, "zoe")
         grade.manual_score, grade.needs_manual_grade = 3.0, False
-        # A blank answer nbgrader scored 0 itself still waits for a TA to confirm it.
+        # A blank answer nbgrader scored 0 itself is decided, as in the formgrader and the feedback
+        # (coursekit.course.waits_for_ta, the one definition).
         blank = gradebook.find_grade("bmm_why_d", NOTEBOOK_NAME, ASSIGNMENT_ID, "zoe")
         blank.auto_score, blank.needs_manual_grade = 0.0, False
         gradebook.db.commit()
@@ -289,6 +290,7 @@ def test_answers_a_ta_scored_in_the_gradebook_count_as_graded(course, tmp_path):
     page = write_report(results=[result], problems=(), missing=(), output_folder=tmp_path).read_text(encoding="utf-8")
     progress = {question: graded for _, question, graded in rows(page, "ta-progress")}
     assert progress["squeeze_explain"] == "1 of 1"
-    assert progress["bmm_why_d"] == progress["learning_rate_issues"] == "0 of 1"
+    assert progress["bmm_why_d"] == "1 of 1"
+    assert progress["learning_rate_issues"] == "0 of 1"
     # Nothing was autograded here, so the tests add 0 of 56 to the total.
-    assert rows(page, "teams")[0][3:7] == ["3 of 4 (14 pending)", "3 of 60 graded so far", "graded", "1 of 15"]
+    assert rows(page, "teams")[0][3:7] == ["3 of 8 (13 pending)", "3 of 64 graded so far", "graded", "2 of 15"]

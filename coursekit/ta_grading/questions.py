@@ -235,14 +235,18 @@ def save_grades(*, paths: CoursePaths, question: QuestionRef, team_ids: list[str
         if manual_score is not None and not 0 <= manual_score <= max_score:
             raise ValueError(f"a score for {question.grade_id} is between 0 and {max_score:g}")
         try:
-            # Rows are locked in one order, so two saves of overlapping teams cannot deadlock on PostgreSQL.
+            # Rows are locked in one order, so two saves of overlapping teams cannot deadlock on PostgreSQL,
+            # and locked before writing (SELECT ... FOR UPDATE): an UPDATE that changes nothing takes no
+            # lock, and two TAs' saves would interleave row by row (a score of one, a comment of the other).
             for team_id in sorted(set(team_ids)):
                 grade = gradebook.find_grade(question.grade_id, question.notebook_id, question.assignment_id, team_id)
+                gradebook.db.refresh(grade, with_for_update=True)
                 grade.manual_score = manual_score
                 # As the formgrader does: cleared once a score exists, back on if none is left.
                 grade.needs_manual_grade = manual_score is None and grade.auto_score is None
                 try:
                     row = gradebook.find_comment(question.grade_id, question.notebook_id, question.assignment_id, team_id)
+                    gradebook.db.refresh(row, with_for_update=True)
                     row.manual_comment = comment or None
                 except MissingEntry:
                     pass
