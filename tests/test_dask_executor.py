@@ -5,6 +5,7 @@ download gives the same grades either way; a worker killed mid-run has its
 team graded by the other worker, and every team is merged exactly once.
 """
 import csv
+import re
 import threading
 import time
 
@@ -54,7 +55,14 @@ def test_a_download_gets_the_same_grades_on_dask_as_on_local_workers(tmp_path, s
     assert grades_rows(tmp_path / "results-dask" / "grades.csv") == grades_rows(tmp_path / "results-local" / "grades.csv")
     for result in runs["dask"].results:
         local_page = (tmp_path / "results-local" / "feedback" / f"{result.team_id}.html").read_text()
-        assert (tmp_path / "results-dask" / "feedback" / f"{result.team_id}.html").read_text() == local_page
+        dask_page = (tmp_path / "results-dask" / "feedback" / f"{result.team_id}.html").read_text()
+        assert page_text(dask_page) == page_text(local_page)
+
+
+def page_text(page):
+    """A page's text without markup or spacing: how the kernel's stream messages happened to be
+    split (one output block or two) differs from run to run, on any executor."""
+    return "".join(re.sub(r"<[^>]+>", " ", page).split())
 
 
 def grading_service_busy(worker_pid: int) -> bool:
