@@ -42,13 +42,17 @@ c.Autograde.sanitize_preprocessors = [
     "coursekit.nbgrader_plugins.preprocessors.CheckCellMetadataCompiledOnce",
 ]
 
-# Autograding. SandboxedExecute (coursekit.nbgrader_plugins.execution) runs the kernel in a
-# sandbox (coursekit.sandbox.kernel_manager); the kernel only records answers as data, and
-# SandboxedExecute writes the judge's verdict (coursekit.exercise.checks) into each test cell.
+# Autograding. DrawGivenValues (coursekit.nbgrader_plugins.given_values) writes this run's values
+# into the given cells (drawn from the course secret in .coursekit/, the team and the submission)
+# and must run before SandboxedExecute, which judges on them. SandboxedExecute
+# (coursekit.nbgrader_plugins.execution) runs the kernel in a sandbox (coursekit.sandbox.kernel_manager);
+# the kernel only records answers as data, and SandboxedExecute writes the judge's verdict
+# (coursekit.exercise.checks) into each test cell.
 # MoveTestStderrToStdout must run before SaveAutoGradesKeepingReviews (nbgrader's
 # SaveAutoGrades, keeping TA grades of unchanged free-text answers), which reads
 # the outputs to decide the points.
 c.Autograde.autograde_preprocessors = [
+    "coursekit.nbgrader_plugins.given_values.DrawGivenValues",
     "coursekit.nbgrader_plugins.execution.SandboxedExecute",
     "nbgrader.preprocessors.IgnorePattern",
     "nbconvert.preprocessors.ClearMetadataPreprocessor",

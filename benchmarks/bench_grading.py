@@ -208,7 +208,7 @@ def kit_run(work: Path, count: int, *, workers: int, name: str, extra: tuple[str
 FLOOR_SCRIPT = textwrap.dedent('''
     import json, os, resource, sys, time
     sys.path.insert(0, sys.argv[1])
-    from coursekit.sandbox.hardened_kernel import preimport_protected_modules
+    from coursekit.recorder.kernel import preimport_protected_modules
     preimport_protected_modules()
     import IPython.display  # the hidden tests publish their records through it
     notebook = json.load(open(sys.argv[2]))

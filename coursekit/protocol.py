@@ -1,12 +1,12 @@
-"""What crosses from the student's kernel to the judge: answers as data, never code.
+"""What the judge reads of a kernel's answer record: plain values, every field checked.
 
 The kernel runs the student's code and the given code only. A hidden test cell
-asks it to record the values the checks need (coursekit.exercise.collect); they leave the
-kernel as one display output of type ANSWER_MIME: JSON for numbers, strings,
-shapes and flags, and the tensors in one safetensors blob. Both formats are
-plain data, so loading them cannot run code, and every field is checked against
-hard limits before it is used. The judge (coursekit.exercise.checks) then decides the
-points in the grading process, which never runs student code.
+asks it to record the values the checks need (coursekit.recorder.collect); they
+leave the kernel in the wire format (coursekit.recorder.wire): JSON plus one
+safetensors blob, formats that cannot run code when loaded. Here every field is
+checked against hard limits before it is used, and turned into the frozen
+values below. The judge (coursekit.exercise.checks) then decides the points in
+the grading process, which never runs student code.
 
 Whatever a student's code does, it can only change the data it sends, and the
 judge compares that data with references it computes itself from the given
@@ -16,40 +16,15 @@ This module imports no torch: the grader's side needs only numpy.
 """
 from __future__ import annotations
 
-import base64
-import binascii
 from dataclasses import dataclass
 from typing import Any
 
 import numpy
 
-ANSWER_MIME = "application/vnd.coursekit.answer+json"
-# The grader puts a fresh challenge into the kernel under this name right
-# before each test cell; behaviour checks draw their inputs from it.
-CHALLENGE_NAME = "__coursekit_challenge__"
-# Used when no grader set a challenge (running the master notebook by hand).
-DEFAULT_CHALLENGE = 20241108
-FORMAT_VERSION = 1
-
-# Hard limits on one record. A correct record is ~1.6 MB (Task 1.2's `d` and `y`).
-MAX_RECORD_CHARS = 4 * 1024 * 1024
-MAX_TENSOR_ELEMENTS = 1 << 20
-MAX_TENSORS = 64
-MAX_DIMENSIONS = 8
-MAX_STRING = 2000
-MAX_ITEMS = 32
-MAX_DEPTH = 4
-MAX_NAMES = 64
-# dtype name in torch -> how its values travel (bfloat16 and float16 travel as float32).
-TRAVEL_DTYPES = {
-    "torch.float32": "float32", "torch.float64": "float64", "torch.float16": "float32",
-    "torch.bfloat16": "float32", "torch.int64": "int64", "torch.int32": "int32", "torch.int16": "int16",
-    "torch.int8": "int8", "torch.uint8": "uint8", "torch.bool": "bool",
-}
-
-
-class MalformedRecord(ValueError):
-    """The data from the kernel breaks the protocol; the part it was for scores 0."""
+from coursekit.recorder.wire import (
+    FORMAT_VERSION, MAX_DEPTH, MAX_DIMENSIONS, MAX_ITEMS, MAX_NAMES, MAX_STRING, MAX_TENSOR_ELEMENTS, TRAVEL_DTYPES,
+    MalformedRecord, unpack_tensors,
+)
 
 
 # ---------------------------------------------------------------- what the judge sees
@@ -102,7 +77,6 @@ class TensorAnswer:
     dtype: str
     shape: tuple[int, ...]
     requires_grad: bool
-    has_grad_fn: bool
     is_parameter: bool
 
 
@@ -115,18 +89,6 @@ class AnswerRecord:
         return self.values.get(name, Missing())
 
 
-# ---------------------------------------------------------------- kernel side: encoding
-
-
-def encode(grade_id: str, descriptions: dict[str, Any], tensors: dict[str, numpy.ndarray]) -> dict:
-    """The payload of one record; `descriptions` are JSON-ready, tensors are referenced by key."""
-    from safetensors.numpy import save
-
-    blob = save({key: numpy.asarray(array, order="C") for key, array in tensors.items()}) if tensors else b""
-    return {"format": FORMAT_VERSION, "grade_id": grade_id, "values": descriptions,
-            "tensors": base64.b64encode(blob).decode("ascii")}
-
-
 # ---------------------------------------------------------------- grader side: decoding
 
 
@@ -137,32 +99,15 @@ def decode(payload: Any) -> AnswerRecord:
     grade_id, values, blob = payload.get("grade_id"), payload.get("values"), payload.get("tensors", "")
     if not isinstance(grade_id, str) or not isinstance(values, dict) or not isinstance(blob, str):
         raise MalformedRecord("the answer record is incomplete")
-    if len(blob) > MAX_RECORD_CHARS:
-        raise MalformedRecord("the answer record is too large")
     if len(values) > MAX_NAMES:
         raise MalformedRecord("the answer record names too many values")
-    tensors = _load_tensors(blob)
+    tensors = unpack_tensors(blob)
     decoded = {}
     for name, description in values.items():
         if not isinstance(name, str) or len(name) > 200:
             raise MalformedRecord("the answer record has a malformed name")
         decoded[name] = _decode_value(description, tensors, depth=0)
     return AnswerRecord(grade_id=grade_id, values=decoded)
-
-
-def _load_tensors(blob: str) -> dict[str, numpy.ndarray]:
-    if not blob:
-        return {}
-    from safetensors.numpy import load
-
-    try:
-        raw = base64.b64decode(blob, validate=True)
-        tensors = load(raw)
-    except (binascii.Error, ValueError, Exception) as error:  # safetensors raises its own error types
-        raise MalformedRecord(f"the tensors of the answer record cannot be read ({type(error).__name__})") from None
-    if len(tensors) > MAX_TENSORS:
-        raise MalformedRecord("the answer record holds too many tensors")
-    return tensors
 
 
 def _decode_value(description: Any, tensors: dict[str, numpy.ndarray], *, depth: int) -> Any:
@@ -214,7 +159,7 @@ def _decode_tensor(description: dict, tensors: dict[str, numpy.ndarray]) -> Tens
     if (not isinstance(shape, list) or len(shape) > MAX_DIMENSIONS
             or not all(type(size) is int and 0 <= size < 1 << 40 for size in shape)):
         raise MalformedRecord("a tensor in the answer record has a malformed shape")
-    flags = [description.get(flag) for flag in ("requires_grad", "has_grad_fn", "is_parameter")]
+    flags = [description.get(flag) for flag in ("requires_grad", "is_parameter")]
     if not all(type(flag) is bool for flag in flags):
         raise MalformedRecord("a tensor in the answer record has malformed flags")
     values = None

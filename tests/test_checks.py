@@ -1,6 +1,6 @@
 """The judge on answers recorded the way the kernel records them: fast, no kernel.
 
-`checks.grade_namespace` runs the kernel's recorder (coursekit.exercise.collect) on a
+`checks.grade_namespace` runs the kernel's recorder (coursekit.recorder.collect) on a
 namespace, sends the record through the wire format and judges it, exactly
 as the grading process does with a record from a kernel.
 """
@@ -12,8 +12,10 @@ import torch
 import torch.nn as nn
 
 from coursekit.exercise import checks
-from coursekit.exercise import collect
-from coursekit.protocol import MAX_RECORD_CHARS, decode, encode
+from coursekit.exercise.given import SHEET, draw
+from coursekit.protocol import decode
+from coursekit.recorder import collect
+from coursekit.recorder.wire import MAX_RECORD_CHARS, encode
 
 
 def attention_namespace():
@@ -41,14 +43,17 @@ def score(grade_id, namespace, points, challenge=7):
 
 
 @pytest.mark.parametrize("text, method", [
-    ("GD", "GD"), ("gradient descent", "GD"), ("Batch Gradient Descent", "GD"),
-    ("SGD", "SGD"), (" stochastic-gradient-descent ", "SGD"), ("SGD.", "SGD"),
+    ("GD", "GD"), ("gradient descent", "GD"), ("Batch Gradient Descent", "GD"), ("G.D.", "GD"),
+    ("SGD", "SGD"), (" stochastic-gradient-descent ", "SGD"), ("SGD.", "SGD"), ("S.G.D.", "SGD"),
+    ("the SGD", "SGD"), ("a stochastic gradient descent.", "SGD"), ("Stochastic Gradient Descent (SGD)", "SGD"),
     ("mini-batch GD", "mini-batch GD"), ("Mini_Batch gradient descent", "mini-batch GD"),
     ("minibatch GD", "mini-batch GD"), ("mini batch sgd", "mini-batch GD"), ("'Mini-batch GD'", "mini-batch GD"),
-    ("Adam", None), ("", None), ("mini", None),
+    ("the mini-batch G.D.", "mini-batch GD"), ("Mini-batch gradient descent (mini-batch GD).", "mini-batch GD"),
+    ("Adam", None), ("", None), ("mini", None), ("SGD or mini-batch GD", None), ("GD, SGD", None),
+    ("not GD", None), ("SGD (mini-batch GD)", None),
 ])
-def test_optimizer_names_are_normalized(text, method):
-    assert checks.normalize_optimizer(text) == method
+def test_method_names_are_normalized(text, method):
+    assert checks.forms.check_method_name(text) == method
 
 
 def test_verdict_has_points_and_one_line_per_part():
@@ -110,10 +115,35 @@ def test_references_come_from_the_given_values_not_from_the_record():
     assert score("attention_softmax", {"weights": torch.softmax(namespace["scores_scaled"], dim=1)}, 2) == 0.0
 
 
-def test_copied_numbers_without_computation_history_are_refused():
+def test_computed_values_count_however_they_were_computed():
+    """Detached, under no_grad or inference_mode, in float64: computed from the given values is right."""
     namespace = attention_namespace()
-    namespace["Q"] = namespace["Q"].detach().clone()
-    assert score("attention_qk", namespace, 2) == 1.0
+    with torch.no_grad():
+        Q = namespace["x_words"] @ namespace["Wq"]
+    with torch.inference_mode():
+        K = namespace["x_words"] @ namespace["Wk"]
+    assert score("attention_qk", {"Q": Q, "K": K.clone()}, 2) == 2.0
+    assert score("attention_qk", {"Q": namespace["Q"].detach().double(), "K": namespace["K"].detach()}, 2) == 2.0
+    assert score("attention_variance", {"var_scores": namespace["var_scores"].item(),
+                                        "var_scores_scaled": numpy.float64(namespace["var_scores_scaled"].item())}, 2) == 2.0
+
+
+def test_values_copied_from_the_sheet_are_wrong_on_the_graders_values():
+    """On drawn values, the sheet's numbers (pasted at full precision) earn nothing; computing from the given does."""
+    drawn = draw(secret=b"s" * 32, team="alice", submission="first upload")
+    sheet = attention_namespace()
+    Wq, Wk, words = (torch.tensor(v, requires_grad=grad) for v, grad in
+                     ((drawn.Wq, True), (drawn.Wk, True), (drawn.x_words, False)))
+    computed = {"Q": words @ Wq, "K": words @ Wk}
+    pasted = {"Q": torch.tensor(sheet["Q"].tolist()), "K": torch.tensor(sheet["K"].tolist())}
+    assert checks.grade_namespace("attention_qk", computed, points=2, given=drawn).score == 2.0
+    assert checks.grade_namespace("attention_qk", pasted, points=2, given=drawn).score == 0.0
+    assert checks.grade_namespace("attention_qk", pasted, points=2, given=SHEET).score == 2.0
+    scores = computed["Q"] @ computed["K"].T
+    variances = {"var_scores": scores.var().item(), "var_scores_scaled": (scores / math.sqrt(2)).var().item()}
+    assert checks.grade_namespace("attention_variance", variances, points=2, given=drawn).score == 2.0
+    pasted_variances = {"var_scores": sheet["var_scores"].item(), "var_scores_scaled": sheet["var_scores_scaled"].item()}
+    assert checks.grade_namespace("attention_variance", pasted_variances, points=2, given=drawn).score == 0.0
 
 
 def test_net_is_judged_on_the_challenge_and_any_form_passes():
@@ -213,11 +243,11 @@ def test_loss_function_is_judged_on_the_challenge():
     None, [], "text", {"format": 1}, {"format": 2, "grade_id": "param_count", "values": {}, "tensors": ""},
     {"format": 1, "grade_id": "param_count", "values": {"n_params": {"kind": "number", "value": "1e400x"}}, "tensors": ""},
     {"format": 1, "grade_id": "param_count", "values": {"n_params": {"kind": "tensor", "key": "t0", "dtype": "torch.float32",
-     "shape": [2], "requires_grad": False, "has_grad_fn": False, "is_parameter": False}}, "tensors": "!!notbase64"},
+     "shape": [2], "requires_grad": False, "is_parameter": False}}, "tensors": "!!notbase64"},
     {"format": 1, "grade_id": "param_count", "values": {"n_params": {"kind": "sequence", "type": "list", "items": [[[[[]]]]]}}},
     {"format": 1, "grade_id": "bmm_x_shape", "values": {"x_shape": {"kind": "number", "type": "int", "value": 5}}, "tensors": ""},
     {"format": 1, "grade_id": "param_count", "values": {"n_params": {"kind": "tensor", "dtype": [], "shape": [1],
-     "requires_grad": False, "has_grad_fn": False, "is_parameter": False}}, "tensors": ""},
+     "requires_grad": False, "is_parameter": False}}, "tensors": ""},
     {"format": 1, "grade_id": "param_count", "values": {"n_params": {"kind": {"a": 1}}}, "tensors": ""},
 ])
 def test_malformed_records_score_zero_and_never_crash(payload):
@@ -237,7 +267,7 @@ def test_deeply_nested_and_oversized_records_score_zero():
 
 def test_a_tensor_that_disagrees_with_its_description_is_refused():
     payload = encode("attention_softmax", {"weights": {"kind": "tensor", "key": "t0", "dtype": "torch.float32",
-                                                       "shape": [3, 3], "requires_grad": True, "has_grad_fn": True,
+                                                       "shape": [3, 3], "requires_grad": True,
                                                        "is_parameter": False}},
                      {"t0": numpy.zeros((2, 2), dtype=numpy.float32)})
     assert checks.judge("attention_softmax", [payload], points=2, situation=checks.Situation(challenge=1)).score == 0.0
@@ -245,12 +275,13 @@ def test_a_tensor_that_disagrees_with_its_description_is_refused():
         decode(payload)
 
 
-def test_extra_records_can_only_lower_the_score():
+def test_a_cell_that_sent_more_than_one_record_scores_zero():
     right = collect.record("attention_qk", attention_namespace(), challenge=1)
-    forged = collect.record("attention_qk", {"Q": torch.zeros(3, 2), "K": torch.zeros(3, 2)}, challenge=1)
     situation = checks.Situation(challenge=1)
     assert checks.judge("attention_qk", [right], points=2, situation=situation).score == 2.0
-    assert checks.judge("attention_qk", [right, forged], points=2, situation=situation).score == 0.0
+    for payloads in ([right, right], [right, right, right, right, right]):
+        verdict = checks.judge("attention_qk", payloads, points=2, situation=situation)
+        assert verdict.score == 0.0 and f"sent {len(payloads)} answer records" in verdict.parts[0].reason
     assert checks.judge("attention_qk", [], points=2, situation=situation).score == 0.0
 
 

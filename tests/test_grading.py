@@ -23,7 +23,7 @@ def graded(prototype_course, tmp_path_factory):
     write_notebook(fill_answers(release, master_answers(master)), grading.submission_path(course, "solved-release"))
     write_notebook(release, grading.submission_path(course, "untouched-release"))
     run = grading.autograde(course_root=course)
-    return run, grading.read_scores(course_root=course)
+    return run, grading.read_scores(course_root=course), course
 
 
 @pytest.mark.parametrize("student", ["master-notebook", "solved-release"])
@@ -35,7 +35,7 @@ def test_master_answers_get_full_marks_on_every_autograded_cell(graded, student)
 
 
 def test_untouched_release_gets_zero_everywhere_and_the_run_completes(graded):
-    run, scores = graded
+    run, scores, _ = graded
     assert run.returncode == 0, run.stderr[-2000:]
     cells = scores["untouched-release"].autograded()
     assert len(cells) == 12
@@ -59,3 +59,23 @@ def test_a_missing_sandbox_stops_the_run_in_one_line_instead_of_failing_every_st
     message = str(stop.value)
     assert "cannot sandbox student code" in message and "apt-get install bubblewrap" in message
     assert "\n" not in message
+
+
+def given_values(course, team):
+    return read_notebook(course / "autograded" / team / "ex2" / "ml_ex2.ipynb").metadata["coursekit"]["given_values"]
+
+
+def test_an_unchanged_submission_gets_the_same_values_and_grade_whoever_grades_it(graded, tmp_path):
+    """Plain `nbgrader autograde` again, then the engine's workers (as `coursekit grade`): same values, same
+    grade; another team's notebook got other values."""
+    course = graded[2]
+    first = given_values(course, "solved-release")
+    assert first != given_values(course, "master-notebook")
+    again = grading.autograde(course_root=course, extra_arguments=("--student=solved-release",))
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert given_values(course, "solved-release") == first
+    assert grading.read_scores(course_root=course)["solved-release"].cells == graded[1]["solved-release"].cells
+    run.grade_teams(course_root=course, database=f"sqlite:///{course / 'gradebook.db'}", teams=["solved-release"],
+                    executor=run.executor_for(workers=1, prototypes=tmp_path / "prototypes"))
+    assert given_values(course, "solved-release") == first
+    assert grading.read_scores(course_root=course)["solved-release"].cells == graded[1]["solved-release"].cells

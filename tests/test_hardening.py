@@ -6,6 +6,7 @@ right status, attackers score no more than a blank notebook, honest students
 keep full marks, nothing leaked out of the sandbox and no process lingered.
 """
 import copy
+import re
 import tomllib
 from pathlib import Path
 
@@ -123,6 +124,9 @@ def build(spec, master, release_with_tests):
         return run.SubmissionFiles(notebook=spec["raw"].encode())
     answers = master_answers(master) if spec["base"] == "solution" else {}
     answers.update(spec.get("answers", {}))
+    if "pad" in spec:  # a cell of megabytes: a comment line after the answer
+        cell = spec["pad"]["cell"]
+        answers[cell] = answers.get(cell, "") + "\n# " + "x" * (spec["pad"]["kilobytes"] * 1024) + "\n"
     notebook = fill_answers(release_with_tests, answers)
     for name in spec.get("tamper", []):
         TAMPERING[name](notebook)
@@ -142,7 +146,7 @@ def sandbox_processes():
             line = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:  # the process ended while we looked
             continue
-        if "sleep 613" in line or "coursekit.sandbox.hardened_kernel" in line:
+        if "sleep 613" in line or "coursekit.recorder.kernel" in line:
             found.append(line)
     return found
 
@@ -167,7 +171,10 @@ def test_fixtures_cover_every_category():
                      "detects-grading", "honest-colab", "thread-forges-scores-and-records",
                      "signal-timer-repatches-torch", "trace-function-rewrites-locals", "torch-function-mode-says-equal",
                      "in-place-edits-of-the-recorder", "rewrites-the-display-pipeline", "output-widget-swallows-records",
-                     "huge-and-malformed-records", "wrong-net-with-attacks-earns-what-wrong-earns"]:
+                     "huge-and-malformed-records", "wrong-net-with-attacks-earns-what-wrong-earns",
+                     "searches-the-judge", "borrows-the-reference-model-and-repairs",
+                     "records-before-inside-and-around-the-recorder", "huge-cell-before-the-squeeze-answer",
+                     "model-changes-between-calls", "escape-sequences-in-names-and-exceptions"]:
         assert required in names
 
 
@@ -225,3 +232,52 @@ def test_original_submissions_are_not_modified(graded):
         submitted_files = list(work_dir.glob(f"course/submitted/{spec['name']}/ex2/{built.notebook_filename}"))
         assert len(submitted_files) == 1
         assert submitted_files[0].read_bytes() == built.notebook, spec["name"]
+
+
+def autograded(work_dir, name):
+    return nbformat.read(str(work_dir / "course" / "autograded" / name / "ex2" / "ml_ex2.ipynb"), as_version=4)
+
+
+def test_the_graders_verdicts_are_printable_text(graded):
+    """Class names and exception texts of student code reach the verdict lines without escape sequences."""
+    specs, _, work_dir, _ = graded
+    for spec in specs:
+        path = work_dir / "course" / "autograded" / spec["name"] / "ex2" / "ml_ex2.ipynb"
+        if not path.exists():
+            continue
+        verdicts = [output.get("text", "") for cell in autograded(work_dir, spec["name"]).cells
+                    for output in cell.get("outputs", []) if output.get("text", "").startswith("Autograder:")]
+        assert all(not re.search(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e]", text) for text in verdicts), spec["name"]
+    escaped = "\n".join(output.get("text", "") for cell in autograded(work_dir, "escape-sequences-in-names-and-exceptions").cells
+                        for output in cell.get("outputs", []) if output.get("text", "").startswith("Autograder:"))
+    assert "Evil" in escaped and "gnp.exe" in escaped  # the text is there, its control sequences are not
+
+
+def findings_of(work_dir, name):
+    return autograded(work_dir, name).metadata["coursekit"]["findings"]
+
+
+def test_records_from_other_code_are_findings(graded):
+    _, _, work_dir, _ = graded
+    findings = findings_of(work_dir, "records-before-inside-and-around-the-recorder")
+    explanations = " / ".join(f["cell"] + ": " + f["explanation"] for f in findings)
+    assert "not a test cell" in explanations
+    assert "net_model_test" in explanations and "optimizer_choice_test" in explanations
+    assert findings_of(work_dir, "honest") == []
+
+
+def test_a_cell_too_long_to_parse_is_a_finding_not_a_cost(graded):
+    _, _, work_dir, _ = graded
+    findings = findings_of(work_dir, "huge-cell-before-the-squeeze-answer")
+    assert [f["cell"] for f in findings] == ["squeeze_target"] and "too long" in findings[0]["explanation"]
+
+
+def test_the_grader_ran_each_team_on_its_own_given_values(graded):
+    """The given cells hold values the grader drew, different per team, recorded in the notebook."""
+    _, _, work_dir, _ = graded
+    values = {name: autograded(work_dir, name).metadata["coursekit"]["given_values"] for name in ("honest", "honest-colab")}
+    assert values["honest"] != values["honest-colab"]
+    notebook = autograded(work_dir, "honest")
+    assert notebook.cells[0].source.startswith("**Graded on the grader's own values.**")
+    given = next(cell for cell in notebook.cells if cell.metadata.get("nbgrader", {}).get("grade_id") == "given_x_start")
+    assert given.source.startswith(f"torch.manual_seed({values['honest']['x_start_seed']})\n")

@@ -168,7 +168,7 @@ def test_the_master_solutions_give_no_findings():
 
 
 def test_the_master_notebook_gives_no_findings_because_its_hidden_tests_are_locked():
-    assert "import coursekit.exercise.collect as grader_record" in MASTER_PATH.read_text()
+    assert "import coursekit.recorder.collect as grader_record" in MASTER_PATH.read_text()
     assert scan_notebook(content=MASTER_PATH.read_bytes()) == ()
 
 

@@ -79,11 +79,24 @@ def test_each_step_is_a_sub_package_of_small_modules():
     assert too_long == {}
 
 
-def test_the_kernel_protocol_imports_no_torch():
-    graph = import_graph()
-    source = (PACKAGE / "protocol.py").read_text()
-    assert "torch" not in {alias.name.split(".")[0] for node in ast.walk(ast.parse(source))
-                           if isinstance(node, ast.Import) for alias in node.names}
-    assert not any(name.startswith("torch") for node in ast.walk(ast.parse(source))
-                   if isinstance(node, ast.ImportFrom) for name in [node.module or ""])
-    assert graph["coursekit.protocol"] == set()
+def top_level_imports(path: Path) -> set[str]:
+    """Every module `path` imports absolutely (level 0), at the top or inside a function."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module)
+    return names
+
+
+def test_the_wire_format_and_its_reader_import_no_torch():
+    for path in (PACKAGE / "protocol.py", PACKAGE / "recorder" / "wire.py"):
+        assert not any(name.split(".")[0] == "torch" for name in top_level_imports(path)), path
+    assert import_graph()["coursekit.protocol"] == {"coursekit.recorder.wire"}
+
+
+def test_the_kernel_side_package_stands_alone():
+    """coursekit.recorder is all the sandbox shows of the kit: it must import nothing else of it."""
+    for path in (PACKAGE / "recorder").glob("*.py"):
+        assert not any(name.split(".")[0] == "coursekit" for name in top_level_imports(path)), path

@@ -7,7 +7,7 @@ import pytest
 from nbclient import NotebookClient
 
 from coursekit.exercise import checks
-from coursekit.protocol import ANSWER_MIME, DEFAULT_CHALLENGE
+from coursekit.recorder.wire import ANSWER_MIME, DEFAULT_CHALLENGE
 from coursekit.nbgrader_plugins.execution import judged_answer
 from coursekit.notebooks import grade_id
 from conftest import MASTER_PATH, REPOSITORY

@@ -58,7 +58,7 @@ def test_the_kernel_command_is_sandboxed_and_limited(manager_factory, tmp_path):
     if os.geteuid() == 0:
         assert "setpriv" in command and "--no-new-privs" in command
     assert "--unshare-net" in command and "--unshare-pid" in command and "--die-with-parent" in command
-    assert command[-5:-1] == ["-I", "-m", "coursekit.sandbox.hardened_kernel", "-f"]
+    assert command[-5:-1] == ["-I", "-m", "coursekit.recorder.kernel", "-f"]
     work_copy = manager._private_folder / "home"
     assert (work_copy / "data.csv").exists() and not (work_copy / "ml_ex2.ipynb").exists()
 
@@ -138,3 +138,87 @@ def test_a_kernel_sees_only_its_sandbox(manager_factory, tmp_path, fork_server):
     assert "mounted /tmp tmpfs" in printed and "mounted /dev/shm tmpfs" in printed
     if os.geteuid() == 0:  # the relay's pipes: no log file or terminal to read or rewind; home a tmpfs copy
         assert "output pipe pipe" in printed and "mounted /home/student tmpfs" in printed
+
+
+# Every route a student's code could take to the grader's code or secrets, run in the sandboxed kernel.
+KIT_SEARCH = r"""
+import builtins, gc, importlib, json, os, pkgutil, sys
+found = []
+kit_modules = {modules}
+for name in kit_modules:
+    try:
+        importlib.import_module(name)
+        found.append("import " + name)
+    except BaseException:
+        pass
+    try:
+        builtins.__import__(".".join(name.split(".")))
+        if name in sys.modules:
+            found.append("__import__ " + name)
+    except BaseException:
+        pass
+allowed = lambda name: name in ("coursekit", "coursekit.recorder") or name.startswith("coursekit.recorder.")
+found += ["sys.modules " + n for n in sys.modules if n.startswith("coursekit") and not allowed(n)]
+for item in gc.get_objects():
+    module = getattr(item, "__module__", None) if isinstance(item, (type(len), type(lambda: 0), type)) else None
+    if isinstance(item, type(sys)) and item.__name__.startswith("coursekit") and not allowed(item.__name__):
+        found.append("gc module " + item.__name__)
+    elif isinstance(module, str) and module.startswith("coursekit") and not allowed(module):
+        found.append("gc object of " + module)
+frame = sys._getframe()
+while frame is not None:
+    name = frame.f_globals.get("__name__", "")
+    for value in list(frame.f_globals.values()) + list(frame.f_locals.values()):
+        if isinstance(value, type(sys)) and value.__name__.startswith("coursekit") and not allowed(value.__name__):
+            found.append("frame global " + value.__name__)
+    frame = frame.f_back
+import coursekit
+found += ["package entry " + entry for entry in os.listdir(coursekit.__path__[0]) if entry not in ("__init__.py", "recorder")]
+found += ["pkgutil " + module.name for module in pkgutil.iter_modules(coursekit.__path__) if module.name != "recorder"]
+for path in {files}:
+    if os.path.exists(path):
+        found.append("file " + path)
+for root in ("/work", "/root", "/home", "/tmp", "/opt", "/srv", "/var", "/usr/local"):
+    for folder, subfolders, names in os.walk(root):
+        for name in names:
+            path = os.path.join(folder, name)
+            if name == "grader_secret" or (name == "nbgrader_config.py" and "site-packages" not in path) or (
+                    "/coursekit/" in path and "/coursekit/recorder/" not in path and not path.endswith("/coursekit/__init__.py")):
+                found.append("walk " + path)
+print("KIT-SEARCH" + json.dumps(sorted(set(found))))
+"""
+
+
+def kit_module_names() -> list[str]:
+    package = Path(__file__).resolve().parent.parent / "coursekit"
+    names = []
+    for path in package.rglob("*.py"):
+        parts = path.relative_to(package.parent).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        if name not in ("coursekit", "coursekit.recorder") and not name.startswith("coursekit.recorder."):
+            names.append(name)
+    return sorted(names)
+
+
+@pytest.mark.parametrize("fork_server", [True, False], ids=["fork-server", "bubblewrap"])
+def test_a_kernel_holds_nothing_of_the_grader(manager_factory, tmp_path, fork_server):
+    """Only coursekit.recorder is there: no judge, no references, no grader code, no course secret,
+    whether looked for by import, in sys.modules, the garbage collector, frames or files."""
+    if shutil.which("bwrap") is None and not (fork_server and os.geteuid() == 0):
+        pytest.skip("needs bubblewrap")
+    package = Path(__file__).resolve().parent.parent / "coursekit"
+    modules = kit_module_names()
+    assert "coursekit.exercise.checks" in modules and "coursekit.sandbox.fork_server" in modules
+    files = [str(package / "exercise" / "checks.py"), str(package / "exercise" / "references.py"),
+             str(package.parent / "nbgrader_config.py"), str(package.parent / ".coursekit" / "grader_secret")]
+    probe = KIT_SEARCH.replace("{modules}", repr(modules)).replace("{files}", repr(files))
+    notebook = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("import coursekit.recorder.collect as grader_record\nprint('recorder imported')"),
+        nbformat.v4.new_code_cell(probe)])
+    manager = manager_factory(kernel_name="python3", fork_server=fork_server)
+    NotebookClient(notebook, km=manager, timeout=120).execute(cwd=str(tmp_path))
+    assert "recorder imported" in notebook.cells[0].outputs[0]["text"]
+    printed = "".join(output.get("text", "") for output in notebook.cells[1].outputs)
+    assert "KIT-SEARCH" in printed, notebook.cells[1].outputs
+    found = json.loads(printed.split("KIT-SEARCH", 1)[1])
+    assert found == [], found

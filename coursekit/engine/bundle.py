@@ -1,7 +1,8 @@
 """What a worker needs to grade for a course, as bytes: no shared filesystem needed.
 
-A bundle is the course's nbgrader configuration and its source assignment,
-plus the kit version that wrote it. A worker builds its own prototype course
+A bundle is the course's nbgrader configuration, its source assignment and
+the course secret the grader draws the given values from
+(coursekit.exercise.given), plus the kit version that wrote it. A worker builds its own prototype course
 from it once (`nbgrader generate_assignment`) and reuses it for every team of
 the same bundle.
 """
@@ -14,6 +15,7 @@ from pathlib import Path
 import coursekit
 from coursekit.errors import CourseKitError
 from coursekit.course import ASSIGNMENT_ID
+from coursekit.exercise.given import SECRET_FILE, course_secret
 
 # The files of the source assignment that may travel to a worker: the exercise is one notebook
 # and its data; anything bigger is a mistake in the course folder, not something to ship per run.
@@ -36,6 +38,7 @@ class CourseBundle:
         for name, content in self.files:
             path = course_root / name
             path.parent.mkdir(parents=True, exist_ok=True)
+            path.touch(mode=0o600 if name == str(SECRET_FILE) else 0o644)
             path.write_bytes(content)
 
 
@@ -51,5 +54,7 @@ def bundle_course(*, course_root: Path) -> CourseBundle:
     if sum(path.stat().st_size for path in paths) > BUNDLE_LIMIT_BYTES:
         raise CourseKitError(f"source/{ASSIGNMENT_ID} holds more than {BUNDLE_LIMIT_BYTES // 2**20} MiB; "
                              "keep large data out of the assignment folder.")
-    return CourseBundle(files=tuple((str(path.relative_to(course_root)), path.read_bytes()) for path in paths),
-                        kit_version=coursekit.__version__)
+    files = tuple((str(path.relative_to(course_root)), path.read_bytes()) for path in paths)
+    # Workers draw the same values as plain `nbgrader autograde` in the course folder would.
+    secret = ((str(SECRET_FILE), course_secret(course_root)),)
+    return CourseBundle(files=files + secret, kit_version=coursekit.__version__)

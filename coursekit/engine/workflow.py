@@ -244,7 +244,7 @@ def collect_results(*, course_root: Path, imported: importing.ImportResult, data
     results = []
     for submission in imported.submissions:
         team_scores = scores.get(submission.team_id)
-        findings = scan_submission(submission, trusted)
+        findings = scan_submission(submission, trusted) + grading_findings(course_root, submission.team_id)
         results.append(TeamResult(
             team_id=submission.team_id, members=submission.members,
             status=team_scores.status if team_scores else GradingStatus.NOT_GRADED,
@@ -263,6 +263,14 @@ def scan_submission(submission: importing.Submission, trusted: frozenset[str]) -
     except (Exception, RecursionError, MemoryError) as error:
         return (integrity.Finding(integrity.NOT_SCANNED, "notebook", 0, "",
                                   f"the scan failed ({type(error).__name__}); read the notebook by hand"),)
+
+
+def grading_findings(course_root: Path, team: str) -> tuple[integrity.Finding, ...]:
+    """What the grader noticed while grading the team (records from other code, cells too long to read)."""
+    try:
+        return integrity.grading_findings(read_notebook(autograded_notebook(course_root, team)).metadata)
+    except CourseKitError:
+        return ()
 
 
 def written_members(course_root: Path, team: str) -> str:

@@ -1,27 +1,31 @@
 """The judge of ex2: one checker per autograded answer cell, run in the grading process.
 
-The student's kernel only records answers as data (coursekit.exercise.collect); the
-judge gets that record, never the student's objects, and never runs student
-code. Every reference is computed here from the values the notebook gives
-(the seeds of `x_start`, `a` and `b`, the attention matrices, the labels) and
-from the challenge the grader chose for the cell, so nothing the kernel sends
-can move the goalposts: wrong data only earns what wrong answers earn.
+The student's kernel only records answers as data (coursekit.recorder.collect);
+the judge gets that record, never the student's objects, and never runs
+student code. Every reference is computed here (coursekit.exercise.references)
+from the values the grader chose for this run's given cells
+(coursekit.exercise.given) and from the challenge the grader chose for the
+cell, so nothing the kernel sends can move the goalposts: wrong data only earns
+what wrong answers earn, and a value copied from the sheet or a printout is
+wrong on the grader's values.
 
 Design rules, each learned from wrong grades:
+- Grade what was computed, not how: any computation from the given values
+  counts (detached, under no_grad, in float64, as a view); where it came from
+  is never asked, since the grader's values make copies wrong by themselves.
 - Test behaviour, not appearance: the model's parameters get values drawn from
   the challenge, its outputs on challenge tokens are compared with a reference
   computed here; layers are located by parameter shapes, not by names.
-- Tolerances are tight (a rounded copy of printed output fails), and values
-  the student could copy from the sheet must come with a computation history.
-- Only exact types count: tensor subclasses and objects that fake `==` are
-  recorded by type name only, so they earn nothing.
+- One rule for forms (coursekit.exercise.forms): a record is turned back into
+  the Python, NumPy or torch value it described and judged by the same
+  functions the notebook's visible checks use.
+- Tolerances are tight; only exact types count: tensor subclasses and objects
+  that fake `==` are recorded by type name only, so they earn nothing.
 """
 from __future__ import annotations
 
 import ast
-import functools
 import math
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -30,22 +34,21 @@ import numpy
 import torch
 import torch.nn.functional as F
 
-from coursekit.exercise import challenges
+from coursekit.exercise import forms, references
+from coursekit.exercise.given import SHEET, GivenValues
 from coursekit.protocol import (
     AnswerRecord, Failed, MalformedRecord, Missing, Number, Other, Sequence, TensorAnswer, Text, decode,
 )
+from coursekit.recorder import challenges
+from coursekit.safe_text import one_line
 
-# The seeds the locked cells use for `x_start` (Task 1.1) and `a`, `b` (Task 1.2).
-X_START_SEED = 0
-BMM_SEED = 1
-GIVEN_X = [1, 2, 3, 7]
-GIVEN_Y = [1, 0, 1, 3]
-GIVEN_WQ = [[0.5, 2.0], [3.0, 1.5]]
-GIVEN_WK = [[1.0, 0.4], [0.6, 1.2]]
-GIVEN_WORDS = [[1.0, 2.0], [2.0, 1.0], [1.5, 1.5]]
 FLOAT_DTYPES = {"torch.float32": torch.float32, "torch.float64": torch.float64,
                 "torch.float16": torch.float16, "torch.bfloat16": torch.bfloat16}
+TORCH_DTYPES = {**FLOAT_DTYPES, "torch.int64": torch.int64, "torch.int32": torch.int32, "torch.int16": torch.int16,
+                "torch.int8": torch.int8, "torch.uint8": torch.uint8, "torch.bool": torch.bool}
 NO_RECORD = "the hidden tests of this cell did not run to the end (no answers reached the grader), so it scores 0"
+# Student code the judge parses (to see how `x` was made) is bounded: a cell over this is not parsed.
+MAX_PARSED_CELL = 20_000
 
 
 class WrongAnswer(Exception):
@@ -54,10 +57,12 @@ class WrongAnswer(Exception):
 
 @dataclass(frozen=True)
 class Situation:
-    """What the judge knows besides the record: its challenge and the code that ran before the test."""
+    """What the judge knows besides the record: its challenge, the given values of the run and the code
+    that ran before the test."""
 
     challenge: int
     sources: tuple[str, ...] = ()
+    given: GivenValues = SHEET
 
 
 @dataclass(frozen=True)
@@ -87,8 +92,9 @@ class Verdict:
         return self.score >= self.max_points
 
     def lines(self) -> list[str]:
-        return [f"[passed] {part.description}" if part.passed else f"[FAILED] {part.description}: {part.reason}"
-                for part in self.parts]
+        """One line per part; reasons quote student data (names, messages), so they are made printable."""
+        return [f"[passed] {part.description}" if part.passed
+                else f"[FAILED] {part.description}: {one_line(part.reason, limit=600)}" for part in self.parts]
 
 
 # ---------------------------------------------------------------- reading the record
@@ -108,7 +114,7 @@ def require_tensor(record: AnswerRecord, name: str, shape: tuple | None = None, 
     if not isinstance(value, TensorAnswer):
         raise WrongAnswer(f"`{name}` should be a torch.Tensor, found {type_name(value)}.")
     if shape is not None and value.shape != shape:
-        raise WrongAnswer(f"`{name}` has shape {value.shape}, which is not the shape asked for.")
+        raise WrongAnswer(f"`{name}` has shape {value.shape}, expected {shape}.")
     if value.values is None:
         raise WrongAnswer(f"`{name}` (shape {value.shape}, {value.dtype}) is too large or too unusual to check.")
     return torch.from_numpy(numpy.array(value.values, copy=True))
@@ -135,13 +141,27 @@ def type_name(value: Any) -> str:
     return type(value).__name__
 
 
-def require_provenance(record: AnswerRecord, name: str) -> None:
-    """Values the student could copy by hand must come out of a computation."""
-    if not tensor_answer(record, name).has_grad_fn:
-        raise WrongAnswer(
-            f"`{name}` holds the right kind of numbers but was not computed from the given "
-            "tensors (it has no computation history); compute it with torch operations."
-        )
+def live(value: Any) -> Any:
+    """The Python, NumPy or torch value a record describes, for the rules of coursekit.exercise.forms.
+
+    What the record cannot describe exactly (other types, tensors too large to
+    send) becomes None, which no rule accepts.
+    """
+    if isinstance(value, Text):
+        return value.value
+    if isinstance(value, Number):
+        if value.numpy:
+            kind = getattr(numpy, value.type_name, None)
+            return kind(value.value) if isinstance(kind, type) and issubclass(kind, numpy.generic) else None
+        return value.value if type(value.value).__name__ == value.type_name else None
+    if isinstance(value, Sequence):
+        items = [live(item) for item in value.items]
+        if value.type_name == "Size":
+            return torch.Size(items) if all(type(item) is int for item in items) else tuple(items)
+        return {"tuple": tuple, "list": list}.get(value.type_name, lambda _: None)(items)
+    if isinstance(value, TensorAnswer) and value.values is not None and value.dtype in TORCH_DTYPES:
+        return torch.from_numpy(numpy.array(value.values, copy=True)).to(TORCH_DTYPES[value.dtype])
+    return None
 
 
 def is_true(record: AnswerRecord, label: str) -> bool:
@@ -150,62 +170,39 @@ def is_true(record: AnswerRecord, label: str) -> bool:
 
 
 def same_values(found: torch.Tensor, expected: torch.Tensor, *, relative: float = 1e-6) -> bool:
-    if tuple(found.shape) != tuple(expected.shape):
-        return False
-    found64 = found.to(torch.float64)
-    expected64 = expected.detach().to(torch.float64)
-    if not bool(torch.isfinite(found64).all()):
-        return False
-    scale = max(1.0, float(expected64.abs().max())) if expected64.numel() else 1.0
-    return bool(torch.allclose(found64, expected64, rtol=0.0, atol=relative * scale))
+    return forms.check_close(found, expected, relative)
+
+
+def shown(tensor: torch.Tensor) -> str:
+    """A small tensor's values as the verdict shows them (expected/found on the grader's values)."""
+    values = tensor.detach().to(torch.float64)
+    if values.numel() > 16:
+        return f"a tensor of shape {tuple(values.shape)}"
+    return str(numpy.array2string(values.numpy(), precision=4, suppress_small=True, separator=", ")).replace("\n", "")
 
 
 def as_real_number(record: AnswerRecord, name: str) -> float:
-    """A Python, NumPy or one-element torch number; anything else is refused."""
+    """A Python, NumPy or one-element torch number (forms.check_real_number); anything else is refused."""
     value = require(record, name)
-    if isinstance(value, TensorAnswer):
-        if math.prod(value.shape) != 1:
+    number = forms.check_real_number(live(value))
+    if number is None:
+        if isinstance(value, TensorAnswer):
             raise WrongAnswer(f"`{name}` should be a single number, found a tensor of shape {value.shape}.")
-        return float(require_tensor(record, name).reshape(()).to(torch.float64))
-    if isinstance(value, Number) and value.type_name != "bool" and type(value.value) in (int, float):
-        return float(value.value)
-    raise WrongAnswer(f"`{name}` should be a number, found {type_name(value)}.")
+        raise WrongAnswer(f"`{name}` should be a number, found {type_name(value)}.")
+    return number
 
 
-def as_exact_int(name: str, value: Any, record: AnswerRecord | None = None) -> int:
-    if isinstance(value, Number):
-        if value.type_name == "bool" or type(value.value) is not int:
-            raise WrongAnswer(f"`{name}` should be an int, found {value.type_name}.")
-        return value.value
-    if isinstance(value, TensorAnswer) and math.prod(value.shape) == 1 and value.dtype not in FLOAT_DTYPES \
-            and value.values is not None and value.dtype != "torch.bool":
-        return int(value.values.reshape(()).item())
-    raise WrongAnswer(f"`{name}` should be an int, found {type_name(value)}.")
+def as_exact_int(name: str, value: Any) -> int:
+    number = forms.check_whole_number(live(value))
+    if number is None:
+        raise WrongAnswer(f"`{name}` should be an int, found {type_name(value)}.")
+    return number
 
 
-# ---------------------------------------------------------------- references from the given values
-
-
-@functools.lru_cache(maxsize=None)
-def original_x_start() -> torch.Tensor:
-    return torch.randn(3, 1, 4, 1, generator=torch.Generator().manual_seed(X_START_SEED))
-
-
-@functools.lru_cache(maxsize=None)
-def given_bmm_product() -> torch.Tensor:
-    drawn = torch.Generator().manual_seed(BMM_SEED)
-    a = torch.randn(64, 128, 256, generator=drawn)
-    b = torch.randn(64, 256, 512, generator=drawn)
-    return torch.bmm(a, b)
-
-
-def attention_reference() -> dict[str, torch.Tensor]:
-    words = torch.tensor(GIVEN_WORDS, dtype=torch.float64)
-    Q = words @ torch.tensor(GIVEN_WQ, dtype=torch.float64)
-    K = words @ torch.tensor(GIVEN_WK, dtype=torch.float64)
-    scores = Q @ K.T
-    scaled = scores / math.sqrt(2)
-    return {"Q": Q, "K": K, "scores": scores, "scores_scaled": scaled, "weights": torch.softmax(scaled, dim=1)}
+def given_tensor_unchanged(record: AnswerRecord, name: str, values: tuple[int, ...]) -> None:
+    found = require_tensor(record, name)
+    if found.tolist() != list(values):
+        raise WrongAnswer(f"the given `{name}` was changed; do not overwrite it.")
 
 
 # ---------------------------------------------------------------- Task 1.1
@@ -214,24 +211,34 @@ def attention_reference() -> dict[str, torch.Tensor]:
 def check_squeeze_shape(record: AnswerRecord, situation: Situation) -> None:
     tensor_shape = tensor_answer(record, "x").shape
     if tensor_shape != (1, 3, 4, 1, 1):
-        raise WrongAnswer(f"`x` has shape {tensor_shape}, which is not the shape asked for.")
+        raise WrongAnswer(f"`x` has shape {tensor_shape}, expected (1, 3, 4, 1, 1).")
 
 
 def check_squeeze_values(record: AnswerRecord, situation: Situation) -> None:
     x = require_tensor(record, "x")
     found = x.reshape(-1).to(torch.float64)
-    if tuple(found.shape) != (12,) or not torch.equal(found, original_x_start().reshape(-1).to(torch.float64)):
+    expected = references.x_start(situation.given.x_start_seed).reshape(-1).to(torch.float64)
+    if tuple(found.shape) != (12,) or not torch.equal(found, expected):
         raise WrongAnswer(
-            "`x` does not hold exactly the values of `x_start` in their original order; "
-            "build it from `x_start` instead of creating or typing a new tensor."
+            "`x` does not hold exactly the values of `x_start` in their original order (the grader ran the "
+            "notebook with its own `x_start`); build it from `x_start` instead of creating or typing a new tensor."
         )
+
+
+def parsed(source: str) -> ast.AST | None:
+    """The syntax tree of a cell of student code, or None; cells over MAX_PARSED_CELL are not parsed."""
+    if len(source) > MAX_PARSED_CELL:
+        return None
+    try:
+        return ast.parse(source)
+    except (SyntaxError, ValueError, TypeError, RecursionError, MemoryError):
+        return None
 
 
 def latest_cell_assigning(sources: tuple[str, ...], name: str) -> str | None:
     for source in reversed(sources):
-        try:
-            tree = ast.parse(source)
-        except (SyntaxError, ValueError, TypeError, RecursionError, MemoryError):
+        tree = parsed(source)
+        if tree is None:
             continue
         for node in ast.walk(tree):
             targets = getattr(node, "targets", None) or [getattr(node, "target", None)]
@@ -253,17 +260,17 @@ def check_squeeze_method(record: AnswerRecord, situation: Situation) -> None:
 
 def check_x_shape(record: AnswerRecord, situation: Situation) -> None:
     value = require(record, "x_shape")
-    if not isinstance(value, Sequence) or value.type_name not in ("tuple", "list", "Size"):
-        raise WrongAnswer(f"`x_shape` should be a tuple, list or torch.Size, found {type_name(value)}.")
-    entries = [as_exact_int("each entry of x_shape", entry) for entry in value.items]
-    if entries != [64, 128, 512]:
-        raise WrongAnswer(f"`x_shape` is {tuple(entries)}, which is not the shape of `x = torch.bmm(a, b)`.")
+    shape = forms.check_shape(live(value))
+    if shape is None:
+        raise WrongAnswer(f"`x_shape` should be a tuple, list or torch.Size of whole numbers, found {type_name(value)}.")
+    if shape != (64, 128, 512):
+        raise WrongAnswer(f"`x_shape` is {shape}, which is not the shape of `x = torch.bmm(a, b)`.")
 
 
 def check_d(record: AnswerRecord, situation: Situation) -> None:
     d = tensor_answer(record, "d")
     if d.shape != (64, 512, 9):
-        raise WrongAnswer(f"`d` has shape {d.shape}, which is not the shape asked for.")
+        raise WrongAnswer(f"`d` has shape {d.shape}, which is not a shape that makes `torch.bmm(x, d)` (64, 128, 9).")
     if d.dtype != "torch.float32":
         raise WrongAnswer(f"`d` has dtype {d.dtype}; `torch.bmm(x, d)` needs the dtype of `x`.")
 
@@ -271,7 +278,7 @@ def check_d(record: AnswerRecord, situation: Situation) -> None:
 def check_y(record: AnswerRecord, situation: Situation) -> None:
     d = require_tensor(record, "d", (64, 512, 9))
     y = require_tensor(record, "y", (64, 128, 9))
-    if not same_values(y, torch.bmm(given_bmm_product().to(d.dtype), d), relative=1e-5):
+    if not same_values(y, references.bmm_of_given_x(situation.given.bmm_seed, d), relative=1e-5):
         raise WrongAnswer("`y` is not `torch.bmm(x, d)` for the given `x` and your `d`; do not overwrite the given `x`.")
 
 
@@ -319,7 +326,7 @@ def check_param_count(record: AnswerRecord, situation: Situation) -> None:
     n_params = as_exact_int("n_params", require(record, "n_params"))
     if n_params != 236 * 472 + 472 * 472 + 472 * 10:
         raise WrongAnswer(
-            "`n_params` is not the number of weights: count one weight per connection between "
+            f"`n_params` = {n_params} is not the number of weights: count one weight per connection between "
             "consecutive layers (input, two hidden layers, output) and no biases."
         )
 
@@ -345,23 +352,31 @@ class NetParameter:
     dtype: str
 
 
+def listed_parameters(record: AnswerRecord, label: str, name: str) -> list[NetParameter]:
+    """The parameters the recorder listed for the module recorded under `label` ("Net()" or "model")."""
+    listed = require(record, name, f"{label}.parameters")
+    count = as_exact_int(f"the number of parameters of {name}", require(record, name, f"{label} parameter count"))
+    if not isinstance(listed, Sequence) or len(listed.items) != count:
+        raise WrongAnswer(f"the parameters of `{name}` could not be read.")
+    parameters = []
+    for entry in listed.items:
+        fields = entry.items if isinstance(entry, Sequence) else ()
+        if len(fields) != 3 or not isinstance(fields[0], Text) or not isinstance(fields[1], Sequence) \
+                or not isinstance(fields[2], Text):
+            raise WrongAnswer(f"the parameters of `{name}` could not be read.")
+        shape = tuple(as_exact_int("a parameter shape", size) for size in fields[1].items)
+        parameters.append(NetParameter(fields[0].value, shape, fields[2].value))
+    return parameters
+
+
 def net_parameters(record: AnswerRecord) -> list[NetParameter]:
     require(record, "Net")
     if not is_true(record, "Net is an nn.Module class"):
         raise WrongAnswer("`Net` should be a class derived from nn.Module.")
     require(record, "Net", "Net()")
-    listed = require(record, "Net", "Net().parameters")
-    parameters = []
-    if not isinstance(listed, Sequence):
+    if isinstance(record.get("Net().parameters"), Missing):
         raise WrongAnswer("`Net()` did not return an nn.Module.")
-    for entry in listed.items:
-        fields = entry.items if isinstance(entry, Sequence) else ()
-        if len(fields) != 3 or not isinstance(fields[0], Text) or not isinstance(fields[1], Sequence) \
-                or not isinstance(fields[2], Text):
-            raise WrongAnswer("the parameters of `Net()` could not be read.")
-        shape = tuple(as_exact_int("a parameter shape", size) for size in fields[1].items)
-        parameters.append(NetParameter(fields[0].value, shape, fields[2].value))
-    return parameters
+    return listed_parameters(record, "Net()", "Net")
 
 
 def roles_of(parameters: list[NetParameter]) -> dict[str, int]:
@@ -395,6 +410,7 @@ def apply_matrix(parameter: torch.Tensor, inputs: torch.Tensor, in_features: int
 
 
 def reference_logits(roles: dict[str, torch.Tensor], tokens: torch.Tensor) -> torch.Tensor:
+    roles = {role: tensor.to(torch.float64) for role, tensor in roles.items()}
     embedding = roles["embedding E (8 x 6)"]
     table = embedding if tuple(embedding.shape) == (8, 6) else embedding.T
     e = table[tokens]
@@ -442,26 +458,44 @@ def check_net_forward_batched(record: AnswerRecord, situation: Situation) -> Non
     check_net_forward_on(record, situation, 1)
 
 
-def check_model_output(record: AnswerRecord, situation: Situation) -> None:
+def model_output_on_X(record: AnswerRecord, situation: Situation) -> torch.Tensor:
+    """What `model(X)` gives, once it is clear the model answers from its input alone.
+
+    The recorder calls the model twice on the given X; the two answers must
+    agree, and where the model's layers are the model's (any model built from
+    Net, the repaired one included), they must be what those layers compute,
+    judged from the recorded parameters. Everything that depends on `output`
+    is judged only on such a model.
+    """
     require(record, "model")
     if not is_true(record, "model is a Net"):
         raise WrongAnswer("`model` should be an instance of your `Net`.")
-    X = require_tensor(record, "X")
-    output = require_tensor(record, "output", (4, 4))
-    if X.tolist() != GIVEN_X:
-        raise WrongAnswer("the given `X` was changed; do not overwrite it.")
+    given_tensor_unchanged(record, "X", situation.given.X)
     first = require(record, "model(X)", "model(X) first call")
     second = require(record, "model(X)", "model(X) second call")
     if not isinstance(first, TensorAnswer) or not isinstance(second, TensorAnswer):
         raise WrongAnswer("`model(X)` does not return a tensor.")
     first_values = require_tensor(record, "model(X)", label="model(X) first call")
-    if not same_values(first_values, require_tensor(record, "model(X)", label="model(X) second call"), relative=1e-5):
-        # Net itself is wrong (graded in Task 3.1); what is left to check here is
-        # that `output` came out of the model.
-        require_provenance(record, "output")
-        return
-    if not same_values(output, first_values, relative=1e-5):
-        raise WrongAnswer("`output` is not `model(X)`.")
+    if not same_values(first_values, require_tensor(record, "model(X)", label="model(X) second call"), relative=0):
+        raise WrongAnswer("`model(X)` gives a different output each time it is called on the same `X`; "
+                          "the model must compute its output from its input alone.")
+    try:
+        parameters = listed_parameters(record, "model", "model")
+        roles = roles_of(parameters)
+    except WrongAnswer:
+        return first_values  # not the model's layers: Net itself is graded in Task 3.1
+    weights = {role: require_tensor(record, "model", label=f"model parameter {index}") for role, index in roles.items()}
+    expected = reference_logits(weights, references.tokens(situation.given))
+    if not same_values(first_values, expected, relative=1e-5):
+        raise WrongAnswer("`model(X)` is not what the layers of `model` compute on `X`.")
+    return first_values
+
+
+def check_model_output(record: AnswerRecord, situation: Situation) -> None:
+    produced = model_output_on_X(record, situation)
+    output = require_tensor(record, "output", (4, 4))
+    if not same_values(output, produced, relative=1e-5):
+        raise WrongAnswer("`output` is not `model(X)` for the given `X`.")
 
 
 def check_loss_function(record: AnswerRecord, situation: Situation) -> None:
@@ -478,117 +512,92 @@ def check_loss_function(record: AnswerRecord, situation: Situation) -> None:
 
 
 def check_loss(record: AnswerRecord, situation: Situation) -> None:
+    try:
+        model_output_on_X(record, situation)
+    except WrongAnswer as wrong:
+        raise WrongAnswer(f"not checked, since it depends on `model(X)`: {wrong}") from None
     output = require_tensor(record, "output", (4, 4))
-    y = require_tensor(record, "y")
     loss = require_tensor(record, "loss")
-    if y.tolist() != GIVEN_Y:
-        raise WrongAnswer("the given `y` was changed; do not overwrite it.")
+    given_tensor_unchanged(record, "y", situation.given.y)
     if loss.numel() != 1 or loss.dim() != 0:
         raise WrongAnswer(f"`loss` should be a scalar tensor, found shape {tuple(loss.shape)}.")
-    require_provenance(record, "loss")
-    if not same_values(loss, F.cross_entropy(output.to(torch.float32), torch.tensor(GIVEN_Y))):
-        raise WrongAnswer("`loss` is not the cross-entropy of `output` against `y` (apply it to the raw logits).")
+    expected = references.cross_entropy(output, situation.given)
+    if not same_values(loss, expected):
+        raise WrongAnswer(f"`loss` is {float(loss):.6g}; the cross-entropy of `output` against `y` on the grader's "
+                          f"values is {float(expected):.6g} (apply it to the raw logits).")
 
 
 # ---------------------------------------------------------------- Task 4
 
 
-def check_against_attention_reference(record: AnswerRecord, name: str, message: str) -> None:
-    found = require_tensor(record, name, tuple(attention_reference()[name].shape))
-    require_provenance(record, name)
-    if not same_values(found, attention_reference()[name]):
-        raise WrongAnswer(message)
+def check_against_attention_reference(record: AnswerRecord, situation: Situation, name: str, message: str) -> None:
+    expected = references.attention(situation.given)[name]
+    found = require_tensor(record, name, tuple(expected.shape))
+    if not same_values(found, expected):
+        raise WrongAnswer(f"{message} On the grader's values: expected {shown(expected)}, found {shown(found)}.")
 
 
 def check_query(record: AnswerRecord, situation: Situation) -> None:
-    check_against_attention_reference(record, "Q", "`Q` is not the projection of `x_words` asked for "
+    check_against_attention_reference(record, situation, "Q", "`Q` is not the projection of `x_words` asked for "
                                       "(check which weight matrix and the order of the product).")
 
 
 def check_key(record: AnswerRecord, situation: Situation) -> None:
-    check_against_attention_reference(record, "K", "`K` is not the projection of `x_words` asked for "
+    check_against_attention_reference(record, situation, "K", "`K` is not the projection of `x_words` asked for "
                                       "(check which weight matrix and the order of the product).")
 
 
 def check_d_k(record: AnswerRecord, situation: Situation) -> None:
-    if as_real_number(record, "d_k") != 2:
-        raise WrongAnswer("`d_k` is not the key dimension (the number of columns of K).")
+    expected = references.attention(situation.given)["d_k"]
+    found = as_real_number(record, "d_k")
+    if found != expected:
+        raise WrongAnswer(f"`d_k` is {found:g}, which is not the key dimension (the number of columns of K).")
 
 
 def check_scores(record: AnswerRecord, situation: Situation) -> None:
-    check_against_attention_reference(record, "scores", "`scores` is not Q Kᵀ (one row per query, one column per key).")
+    check_against_attention_reference(record, situation, "scores",
+                                      "`scores` is not Q Kᵀ (one row per query, one column per key).")
 
 
 def check_scores_scaled(record: AnswerRecord, situation: Situation) -> None:
-    check_against_attention_reference(
-        record, "scores_scaled", "`scores_scaled` is not `scores` scaled as in scaled dot-product attention.")
+    check_against_attention_reference(record, situation, "scores_scaled",
+                                      "`scores_scaled` is not `scores` scaled as in scaled dot-product attention.")
 
 
-def check_variance_of(record: AnswerRecord, name: str, source_name: str) -> None:
+def check_variance_of(record: AnswerRecord, situation: Situation, name: str, source_name: str) -> None:
     found = as_real_number(record, name)
-    source = attention_reference()[source_name]
-    for unbiased in (True, False):
-        expected = float(source.var(unbiased=unbiased))
-        if abs(found - expected) <= 1e-6 * max(1.0, abs(expected)):
-            return
-    raise WrongAnswer(f"`{name}` is not the variance of all entries of `{source_name}`.")
+    source = references.attention(situation.given)[source_name]
+    candidates = [float(source.var(unbiased=unbiased)) for unbiased in (True, False)]
+    if not any(abs(found - expected) <= 1e-6 * max(1.0, abs(expected)) for expected in candidates):
+        raise WrongAnswer(f"`{name}` is not the variance of all entries of `{source_name}`: on the grader's values "
+                          f"expected {candidates[0]:.6g} (or {candidates[1]:.6g} for the population variance), "
+                          f"found {found:.6g}.")
 
 
 def check_var_scores(record: AnswerRecord, situation: Situation) -> None:
-    check_variance_of(record, "var_scores", "scores")
+    check_variance_of(record, situation, "var_scores", "scores")
 
 
 def check_var_scores_scaled(record: AnswerRecord, situation: Situation) -> None:
-    check_variance_of(record, "var_scores_scaled", "scores_scaled")
+    check_variance_of(record, situation, "var_scores_scaled", "scores_scaled")
 
 
 def check_weights(record: AnswerRecord, situation: Situation) -> None:
     check_against_attention_reference(
-        record, "weights", "`weights` is not the softmax of `scores_scaled` over each row (each query's weights sum to 1).")
+        record, situation, "weights",
+        "`weights` is not the softmax of `scores_scaled` over each row (each query's weights sum to 1).")
 
 
 # ---------------------------------------------------------------- Task 5.1
-
-OPTIMIZER_SYNONYMS = {
-    "GD": {"gd", "gradient descent", "batch gd", "batch gradient descent", "full batch gd",
-           "full batch gradient descent", "vanilla gradient descent", "vanilla gd"},
-    "SGD": {"sgd", "stochastic gradient descent", "stochastic gd", "online gradient descent",
-            "online sgd", "online gd"},
-    "mini-batch GD": {"mini batch gd", "mini batch gradient descent", "mini batch sgd",
-                      "mini batch stochastic gradient descent", "mbgd", "mini batch"},
-}
-
-
-def optimizer_of(text: str) -> str | None:
-    words = re.sub(r"[\s_\-./,;:!?'\"()]+", " ", text.strip().lower()).strip()
-    words = re.sub(r"\bminibatch\b", "mini batch", words)
-    words = re.sub(r"\bdescend\b", "descent", words)
-    for method, spellings in OPTIMIZER_SYNONYMS.items():
-        if words in spellings:
-            return method
-    return None
-
-
-def normalize_optimizer(text: str) -> str | None:
-    """The method a short answer names; a name with its abbreviation in brackets counts if both agree."""
-    if len(text) > 200:
-        return None
-    inside = re.findall(r"\(([^()]*)\)", text)
-    outside = re.sub(r"\([^()]*\)", " ", text)
-    candidates = [text] if not inside else [outside, *inside]
-    methods = {optimizer_of(candidate) for candidate in candidates if candidate.strip()}
-    if inside and None not in methods and len(methods) == 1:
-        return methods.pop()
-    return optimizer_of(text)
 
 
 def check_scenario(record: AnswerRecord, name: str, expected: str) -> None:
     value = require(record, name)
     if not isinstance(value, Text):
         raise WrongAnswer(f"`{name}` should be a string, found {type_name(value)}.")
-    method = normalize_optimizer(value.value)
+    method = forms.check_method_name(value.value)
     if method is None:
-        raise WrongAnswer(f"`{name}` = {value.value[:80]!r} is not one of \"GD\", \"SGD\", \"mini-batch GD\".")
+        raise WrongAnswer(f"`{name}` = {value.value[:80]!r} does not name exactly one of \"GD\", \"SGD\", \"mini-batch GD\".")
     if method != expected:
         raise WrongAnswer(f"`{name}` = {value.value[:80]!r} is not the best fit for this scenario.")
 
@@ -678,34 +687,40 @@ def failed_verdict(grade_id: str, *, points: float, reason: str) -> Verdict:
 
 
 def judge(grade_id: str, payloads: list[Any], *, points: float, situation: Situation) -> Verdict:
-    """The verdict on a test cell from the records its run sent.
+    """The verdict on a test cell from the answer records its run sent.
 
-    Several records (the real one and any a student's code sent) all get
-    judged and the lowest score counts: sending extra data can only lose points.
+    A test cell's own recorder sends exactly one. Any other number means code
+    other than the recorder sent records (or kept it from sending its own): the
+    cell scores 0 with that reason, whatever the records hold, so extra records
+    can never displace or outvote the real one.
     """
     if not payloads:
         return failed_verdict(grade_id, points=points, reason=NO_RECORD)
+    if len(payloads) > 1:
+        return failed_verdict(grade_id, points=points, reason=several_records(len(payloads)))
     # Grading runs one worker per core: torch's own threads would only fight
     # over the same cores (ten times slower under load, measured).
     if torch.get_num_threads() != 1:
         torch.set_num_threads(1)
-    verdicts = []
-    for payload in payloads:
-        try:
-            record = decode(payload)
-            if record.grade_id != grade_id:
-                raise MalformedRecord("the answer record belongs to another cell")
-        except (Exception, RecursionError, MemoryError) as error:  # whatever a forged record holds, it earns 0
-            reason = str(error) if isinstance(error, MalformedRecord) else "the answer record cannot be read"
-            verdicts.append(failed_verdict(grade_id, points=points, reason=f"{reason}, so it scores 0"))
-            continue
-        verdicts.append(judge_record(grade_id, record, points=points, situation=situation))
-    return min(verdicts, key=lambda verdict: verdict.score)
+    try:
+        record = decode(payloads[0])
+        if record.grade_id != grade_id:
+            raise MalformedRecord("the answer record belongs to another cell")
+    except (Exception, RecursionError, MemoryError) as error:  # whatever a forged record holds, it earns 0
+        reason = str(error) if isinstance(error, MalformedRecord) else "the answer record cannot be read"
+        return failed_verdict(grade_id, points=points, reason=f"{reason}, so it scores 0")
+    return judge_record(grade_id, record, points=points, situation=situation)
 
 
-def grade_namespace(grade_id: str, namespace: dict, *, points: float, challenge: int = 7) -> Verdict:
+def several_records(count: int) -> str:
+    return (f"the cell sent {count} answer records, but its hidden test sends exactly one: code other than "
+            "the test sent answers for the grader, so the cell scores 0")
+
+
+def grade_namespace(grade_id: str, namespace: dict, *, points: float, challenge: int = 7,
+                    given: GivenValues = SHEET) -> Verdict:
     """Record a namespace the way the kernel does and judge it: the fast path for tests."""
-    from coursekit.exercise.collect import record
+    from coursekit.recorder.collect import record
 
     payload = record(grade_id, dict(namespace), challenge=challenge)
-    return judge(grade_id, [payload], points=points, situation=Situation(challenge=challenge))
+    return judge(grade_id, [payload], points=points, situation=Situation(challenge=challenge, given=given))

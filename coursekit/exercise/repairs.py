@@ -1,10 +1,11 @@
-"""Error carried forward: after a wrong answer, the grader sets its names right in the kernel.
+"""Error carried forward: the right values of a wrong answer, computed by the grader, sent as data.
 
-Later cells build on earlier answers (scores on Q and K, the loss on Net). When
-the judge withholds points for one of these cells, the grader runs
-``repair(<grade_id>, globals())`` in the kernel right after its test cell, so
-the cells after it are graded on their own merit, not failed a second time.
-A repair only helps: student code that interferes with it hurts nobody else.
+Later cells build on earlier answers (the scores on Q and K, the loss on Net).
+When the judge withholds points for such a cell, the grader sends these values
+into the kernel right after its test cell (coursekit.recorder.receive unpacks
+them), so the cells after it are graded on their own merit, not failed a
+second time. They are computed here, in the grading process, from the run's
+given values; the kernel never holds the code that computes them.
 """
 from __future__ import annotations
 
@@ -12,68 +13,67 @@ import math
 from collections.abc import Callable
 
 import torch
-import torch.nn as nn
 
-GIVEN_WQ = [[0.5, 2.0], [3.0, 1.5]]
-GIVEN_WK = [[1.0, 0.4], [0.6, 1.2]]
-GIVEN_WORDS = [[1.0, 2.0], [2.0, 1.0], [1.5, 1.5]]
-TENSOR_TYPES = (torch.Tensor, nn.Parameter)
+from coursekit.exercise.given import GivenValues
+from coursekit.exercise.references import tensor_of
+from coursekit.recorder.wire import pack
 
-
-class ReferenceNet(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.embedding = nn.Embedding(8, 6)
-        self.W = nn.Linear(6, 10)
-        self.U = nn.Linear(10, 4)
-
-    def forward(self, tokens):
-        return self.U(torch.relu(self.W(self.embedding(tokens))))
+# The model of Task 3.1 as layers (coursekit.recorder.receive builds an nn.Module class from them).
+NET_LAYERS = [["Embedding", 8, 6], ["Linear", 6, 10], ["ReLU"], ["Linear", 10, 4]]
 
 
-ReferenceNet.__name__ = ReferenceNet.__qualname__ = "Net"
+def projections(given: GivenValues) -> dict[str, torch.Tensor]:
+    """Q and K as the kernel computes them: float32, from the given matrices (which track gradients)."""
+    words = tensor_of(given.x_words)
+    return {"Q": words @ tensor_of(given.Wq), "K": words @ tensor_of(given.Wk)}
 
 
-def given_attention_weight(namespace: dict, name: str, values: list) -> torch.Tensor:
-    tensor = namespace.get(name)
-    if type(tensor) in TENSOR_TYPES and tensor.shape == (2, 2) and torch.equal(tensor.detach(), torch.tensor(values)):
-        return tensor
-    return torch.tensor(values, requires_grad=True)
+def scores(given: GivenValues) -> dict[str, torch.Tensor]:
+    values = projections(given)
+    values["scores"] = values["Q"] @ values["K"].T
+    values["scores_scaled"] = values["scores"] / math.sqrt(values["K"].shape[1])
+    return values
 
 
-def repair_net(namespace: dict) -> None:
-    namespace["Net"] = ReferenceNet
+def variances(given: GivenValues) -> dict[str, torch.Tensor]:
+    values = scores(given)
+    return {"var_scores": torch.var(values["scores"]), "var_scores_scaled": torch.var(values["scores_scaled"])}
 
 
-def repair_projections(namespace: dict) -> None:
-    words = torch.tensor(GIVEN_WORDS)
-    namespace["Q"] = words @ given_attention_weight(namespace, "Wq", GIVEN_WQ)
-    namespace["K"] = words @ given_attention_weight(namespace, "Wk", GIVEN_WK)
+def net_class(given: GivenValues) -> dict:
+    return {"Net": {"kind": "module-class", "name": "Net", "layers": NET_LAYERS}}
 
 
-def repair_scores(namespace: dict) -> None:
-    if not all(type(namespace.get(name)) in TENSOR_TYPES for name in ("Q", "K")):
-        repair_projections(namespace)
-    namespace["d_k"] = 2
-    namespace["scores"] = namespace["Q"] @ namespace["K"].T
-    namespace["scores_scaled"] = namespace["scores"] / math.sqrt(2)
+def as_payload(values: dict) -> dict:
+    descriptions, tensors = {}, {}
+    for name, value in values.items():
+        if isinstance(value, torch.Tensor):
+            key = f"t{len(tensors)}"
+            tensors[key] = value.detach().contiguous().numpy()
+            descriptions[name] = {"kind": "tensor", "key": key, "requires_grad": True}
+        elif isinstance(value, dict):
+            descriptions[name] = value
+        else:
+            descriptions[name] = {"kind": "number", "value": value}
+    return pack(descriptions, tensors)
 
 
-def repair_variances(namespace: dict) -> None:
-    namespace["var_scores"] = torch.var(namespace["scores"])
-    namespace["var_scores_scaled"] = torch.var(namespace["scores_scaled"])
+def with_d_k(make: Callable[[GivenValues], dict]) -> Callable[[GivenValues], dict]:
+    return lambda given: {**make(given), "d_k": 2}
 
 
-REPAIRS: dict[str, Callable[[dict], None]] = {
-    "net_model": repair_net,
-    "attention_qk": repair_projections,
-    "attention_scores": repair_scores,
-    "attention_variance": repair_variances,
+REPAIRS: dict[str, Callable[[GivenValues], dict]] = {
+    "net_model": net_class,
+    "attention_qk": projections,
+    "attention_scores": with_d_k(scores),
+    "attention_variance": variances,
 }
 
 
-def repair(grade_id: str, namespace: dict) -> None:
-    try:
-        REPAIRS[grade_id](namespace)
-    except Exception:  # a repair that cannot run leaves the student's state as it was
-        pass
+def repair_code(answer_id: str, given: GivenValues) -> str | None:
+    """The code the grader runs silently in the kernel after `answer_id` lost points, or None."""
+    if answer_id not in REPAIRS:
+        return None
+    payload = as_payload(REPAIRS[answer_id](given))
+    # A literal of plain strings, numbers, lists and dicts: the kernel's receive() only unpacks it.
+    return f"__import__('coursekit.recorder.receive', fromlist=['receive']).receive({payload!r}, globals())"

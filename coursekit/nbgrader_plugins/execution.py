@@ -8,15 +8,20 @@ Replaces `nbgrader.preprocessors.Execute` in nbgrader_config.py. On top of it:
   not stop ends the notebook: the cells left are marked as not run, and the
   notebook is still graded and written;
 - the kernel never judges. Each test cell gets a fresh challenge, its hidden
-  part sends the answers as data (coursekit.protocol), and the judge
-  (coursekit.exercise.checks) decides the points here, in the grading process. The
-  verdict (score first, then one line per part) is written into the test
-  cell only after the kernel is gone, so no message from the kernel can
-  change it; whatever the kernel itself printed or displayed as a score is
-  dropped.
-- at most RECORDS_PER_CELL answer records of at most MAX_RECORD_CHARS each
-  count per test cell; the sandbox's kernel client (coursekit.sandbox.kernel_manager) bounds
-  every message and the outputs of each cell and notebook.
+  part sends the answers as data (coursekit.recorder), and the judge
+  (coursekit.exercise.checks) decides the points here, in the grading process,
+  on the given values the grader drew for this run (DrawGivenValues,
+  coursekit.nbgrader_plugins.given_values). The verdict (score first, then one
+  line per part) is written into the test cell only after the kernel is gone,
+  so no message from the kernel can change it; whatever the kernel itself
+  printed or displayed as a score is dropped.
+- a test cell counts the answer records it receives: exactly one (its own
+  recorder's) is judged; more, or a record outside a test cell, is a finding
+  and the cell scores 0. Every record is bounded (MAX_RECORD_CHARS); the
+  sandbox's kernel client (coursekit.sandbox.kernel_manager) bounds every
+  message and the outputs of each cell and notebook.
+- after a wrong answer that later cells build on, the right values (computed
+  here from the given values) go into the kernel as data (coursekit.exercise.repairs).
 """
 from __future__ import annotations
 
@@ -35,14 +40,20 @@ from nbgrader import utils
 from nbgrader.preprocessors import Execute
 
 from coursekit.course import answer_of_test, is_autograded_cell
-from coursekit.protocol import ANSWER_MIME, CHALLENGE_NAME, MAX_RECORD_CHARS
-from coursekit.exercise.checks import CHECKERS, Situation, Verdict, failed_verdict, judge
+from coursekit.exercise.checks import (
+    CHECKERS, MAX_PARSED_CELL, Situation, Verdict, failed_verdict, judge, several_records,
+)
+from coursekit.exercise.given import SHEET, GivenValues
+from coursekit.exercise.repairs import repair_code
+from coursekit.nbgrader_plugins.given_values import given_values_of
 from coursekit.nbgrader_plugins.rebuild import STATUS_KEY
-from coursekit.exercise.repairs import REPAIRS
+from coursekit.recorder.wire import ANSWER_MIME, CHALLENGE_NAME, MAX_RECORD_CHARS
 from coursekit.sandbox.kernel_manager import SandboxedKernelManager
 from coursekit.statuses import GradingStatus
 
-RECORDS_PER_CELL = 4
+# A test cell keeps this many records for the judge, whatever arrives: one is judged, two say "too many".
+RECORDS_KEPT_PER_CELL = 2
+FINDINGS_KEY = "findings"
 
 
 def error_output(name: str, message: str) -> NotebookNode:
@@ -108,6 +119,10 @@ class SandboxedExecute(Execute):
         self._stop_reason = ""
         self._status = GradingStatus.GRADED
         self._verdicts: dict[int, tuple[Verdict, list[NotebookNode]]] = {}
+        self._records_received: dict[int, int] = {}
+        self._oversized_records: set[int] = set()
+        self._findings: list[dict] = []
+        self._given: GivenValues = given_values_of(resources) or SHEET
         try:
             nb, resources = super().preprocess(nb, resources, km=km)
         finally:
@@ -119,7 +134,14 @@ class SandboxedExecute(Execute):
         if status.get("unreadable"):
             self._status, self._stop_reason = GradingStatus.UNREADABLE, status["unreadable"]
         status.update(status=self._status.value, reason=self._stop_reason)
+        status[FINDINGS_KEY] = status.get(FINDINGS_KEY, []) + self._findings
         return nb, resources
+
+    def finding(self, cell_index: int, explanation: str) -> None:
+        """Something the integrity report should show a TA (coursekit.engine.workflow reads them)."""
+        cell = self.nb.cells[cell_index] if 0 <= cell_index < len(self.nb.cells) else {}
+        name = (cell.get("metadata", {}).get("nbgrader", {}).get("grade_id") if cell else None) or f"cell {cell_index + 1}"
+        self._findings.append({"cell": name, "explanation": explanation})
 
     async def async_execute_cell(self, cell, cell_index, execution_count=None, store_history=True):
         if cell.cell_type != "code" or not cell.source.strip():
@@ -143,32 +165,67 @@ class SandboxedExecute(Execute):
 
     async def judge_cell(self, cell: NotebookNode, cell_index: int, answer_id: str, challenge: int, completed: bool) -> None:
         records = [output["data"][ANSWER_MIME] for output in cell.outputs if is_answer_record(output)]
+        received = self._records_received.get(cell_index, 0)
         kept = [copy.deepcopy(output) for output in cell.outputs
                 if not is_answer_record(output) and output.get("output_type") != "execute_result"]
         points = float(cell.metadata["nbgrader"]["points"])
         if not completed:
             verdict = failed_verdict(answer_id, points=points, reason=self._stop_reason or "the cell did not finish")
+        elif received > 1:
+            verdict = failed_verdict(answer_id, points=points, reason=several_records(received))
+            self.finding(cell_index, f"{received} answer records reached the grader from this test cell, whose "
+                                     "hidden test sends one: code other than the test sent answers (scored 0)")
+        elif cell_index in self._oversized_records:
+            verdict = failed_verdict(answer_id, points=points,
+                                     reason="the answer record was larger than any right answer needs, so it scores 0")
         else:
-            sources = tuple(c.source for c in self.nb.cells[:cell_index] if c.cell_type == "code")
-            verdict = judge(answer_id, records[:RECORDS_PER_CELL], points=points,
-                            situation=Situation(challenge=challenge, sources=sources))
+            verdict = judge(answer_id, records, points=points,
+                            situation=Situation(challenge=challenge, sources=self.sources_before(cell_index),
+                                                given=self._given))
         self._verdicts[cell_index] = (verdict, kept)
-        if not verdict.full_marks and answer_id in REPAIRS and not self._stop_reason:
-            await self.run_silently(f"__import__('coursekit.exercise.repairs').exercise.repairs.repair({answer_id!r}, globals())")
+        repair = None if verdict.full_marks or self._stop_reason else repair_code(answer_id, self._given)
+        if repair:
+            await self.run_silently(repair)
+
+    def sources_before(self, cell_index: int) -> tuple[str, ...]:
+        """The code that ran before a test cell, for the judge to parse; cells too long to parse are a finding."""
+        sources = []
+        for index, cell in enumerate(self.nb.cells[:cell_index]):
+            if cell.cell_type != "code":
+                continue
+            if len(cell.source) > MAX_PARSED_CELL:
+                explanation = (f"a code cell of {len(cell.source):,} characters, too long for the grader to "
+                               "read how an answer was computed; read it by hand")
+                if not any(f["explanation"] == explanation for f in self._findings):
+                    self.finding(index, explanation)
+                continue
+            sources.append(cell.source)
+        return tuple(sources)
 
     def output(self, outs, msg, display_id, cell_index):
-        """Answer records beyond the size or count a test cell may send are dropped as they arrive.
+        """Answer records are counted per cell as they arrive and kept only while they can matter.
 
-        So is an output that is not valid nbformat (a kernel can send any message
-        content; nbclient would let the validation error end the notebook).
+        A test cell keeps at most RECORDS_KEPT_PER_CELL records of at most
+        MAX_RECORD_CHARS each (a second one already means 0 points); a record in
+        any other cell is dropped and noted. An output that is not valid
+        nbformat is dropped too (a kernel can send any message content; nbclient
+        would let the validation error end the notebook).
         """
         try:
             out = super().output(outs, msg, display_id, cell_index)
         except Exception:
             return None
-        if out is not None and is_answer_record(out) and (
-                output_size(out) > MAX_RECORD_CHARS or sum(is_answer_record(o) for o in outs) > RECORDS_PER_CELL):
+        if out is not None and is_answer_record(out):
             outs.remove(out)
+            self._records_received[cell_index] = self._records_received.get(cell_index, 0) + 1
+            if not judged_answer(self.nb.cells[cell_index]):
+                if self._records_received[cell_index] == 1:
+                    self.finding(cell_index, "an answer record came from a cell that is not a test cell: "
+                                             "code other than the hidden tests sent answers for the grader (ignored)")
+            elif output_size(out) > MAX_RECORD_CHARS:
+                self._oversized_records.add(cell_index)
+            elif sum(is_answer_record(o) for o in outs) < RECORDS_KEPT_PER_CELL:
+                outs.append(out)
         return out
 
     def process_message(self, msg, cell, cell_index):
@@ -180,6 +237,9 @@ class SandboxedExecute(Execute):
                 cell["execution_count"] = None
 
     def _update_display_id(self, display_id, msg):
+        data = msg.get("content", {}).get("data") if isinstance(msg.get("content"), dict) else None
+        if isinstance(data, dict) and ANSWER_MIME in data:
+            return  # answers arrive as outputs of their own test cell, never by rewriting another output
         try:
             super()._update_display_id(display_id, msg)
         except Exception:  # an invalid update from student code changes nothing

@@ -30,6 +30,9 @@ CODE_LIMIT = 200
 UNREADABLE = "unreadable-notebook"
 SYNTAX_ERROR = "syntax-error"
 NOT_SCANNED = "not-scanned"
+# Found while grading (coursekit.nbgrader_plugins.execution): answers sent by code other than the hidden
+# tests, cells too long for the grader to read. The grade already reflects them; a TA should look.
+GRADING = "grading"
 # RecursionError and MemoryError: deeply nested code (`- - - … 1`) is legal Python the parser still cannot read.
 PARSE_ERRORS = (SyntaxError, ValueError, RecursionError, MemoryError)
 # Bounds of the scan of one notebook; the notebooks of this exercise are far below them.
@@ -47,6 +50,14 @@ class Finding:
     line: int
     code: str
     explanation: str
+
+
+def grading_findings(notebook_metadata: dict) -> tuple[Finding, ...]:
+    """The findings the grader wrote into an autograded notebook's metadata, as report findings."""
+    listed = notebook_metadata.get("coursekit", {}).get("findings", []) if isinstance(notebook_metadata, dict) else []
+    return tuple(Finding(GRADING, one_line(item.get("cell", ""), limit=80), 0, "",
+                         one_line(item.get("explanation", ""), limit=400))
+                 for item in listed[:50] if isinstance(item, dict))
 
 
 def rules(category: str, explanation: str, *names: str) -> dict[str, tuple[str, str]]:

@@ -2,9 +2,10 @@
 
 Starting a kernel costs about 2 s, almost all of it `import torch`; grading a
 notebook takes about 1 s more. So one server per grading process imports
-torch, ipykernel and the hidden checks once, and every kernel is a fork of it
-that builds the sandbox bubblewrap builds (coursekit.sandbox.namespaces) before any
-student code runs:
+torch, ipykernel and the kernel-side package (coursekit.recorder) once, and
+every kernel is a fork of it that builds the sandbox bubblewrap builds
+(coursekit.sandbox.namespaces) before any student code runs, then forgets
+every module of the kit but coursekit.recorder:
 
     server ── per kernel ──> monitor (host namespaces; ends the sandbox when the relay goes)
                               └─> init (in the kernel's memory cgroup; pid 1 of new pid,
@@ -36,7 +37,7 @@ from pathlib import Path
 
 from coursekit.sandbox import cgroups
 from coursekit.sandbox import namespaces
-from coursekit.sandbox.layout import SANDBOX_HOME, SYSTEM_FILES, SYSTEM_FOLDERS
+from coursekit.sandbox.layout import SANDBOX_HOME, SYSTEM_FILES, SYSTEM_FOLDERS, kit_view
 from coursekit.sandbox.namespaces import CLONE_NEWCGROUP, CLONE_NEWIPC, CLONE_NEWNET, CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWUTS
 
 START_TIMEOUT_SECONDS = 120
@@ -157,7 +158,7 @@ def supported() -> str | None:
     os.mkdir(os.path.join(folder, "home"))
     request = {"private_folder": folder, "home": {"outside": os.path.join(folder, "home"), "inside": SANDBOX_HOME},
                "system_folders": list(SYSTEM_FOLDERS), "system_files": list(SYSTEM_FILES), "read_only": [],
-               "uid": 299999, "memory_bytes": 2**30, "processes": 64, "file_size_bytes": 2**20}
+               "kit": kit_view(), "uid": 299999, "memory_bytes": 2**30, "processes": 64, "file_size_bytes": 2**20}
     read_end, write_end = os.pipe()
 
     def build_and_drop_privileges() -> int:
@@ -197,7 +198,7 @@ def exit_reporting_errors(action, errors: int) -> None:
 
 def preimport() -> str | None:
     """Import what every kernel needs, once; the reason when that makes forking unsafe."""
-    from coursekit.sandbox.hardened_kernel import preimport_protected_modules, warm_up_tracebacks
+    from coursekit.recorder.kernel import preimport_protected_modules, warm_up_tracebacks
 
     preimport_protected_modules()
     import ipykernel.debugger  # noqa: F401
@@ -244,10 +245,11 @@ def become_kernel(request: dict, output_fds: list[int]) -> None:
         numpy.random.seed()
         from ipykernel.kernelapp import IPKernelApp
 
-        from coursekit.sandbox.hardened_kernel import HardenedKernel
+        from coursekit.recorder.kernel import HardenedKernel
 
-        IPKernelApp.launch_instance(kernel_class=HardenedKernel,
-                                    argv=["-f", request["connection_file"], *request.get("kernel_arguments", [])])
+        arguments = ["-f", request["connection_file"], *request.get("kernel_arguments", [])]
+        forget_the_server()
+        IPKernelApp.launch_instance(kernel_class=HardenedKernel, argv=arguments)
         code = 0
     except BaseException as error:  # whatever ends the kernel, it must not return into the server's code
         print(f"coursekit kernel: {type(error).__name__}: {error}", file=sys.stderr)
@@ -257,6 +259,33 @@ def become_kernel(request: dict, output_fds: list[int]) -> None:
             sys.stderr.flush()
         finally:
             os._exit(code)
+
+
+def is_kernel_side(module_name: str) -> bool:
+    return module_name in ("coursekit", "coursekit.recorder") or module_name.startswith("coursekit.recorder.")
+
+
+def forget_the_server() -> None:
+    """Leave the kernel nothing of the kit but coursekit.recorder, as bubblewrap's fresh kernels have.
+
+    The fork inherited the server's modules (this one, the namespaces, cgroups
+    and seccomp code): they go from sys.modules and from their packages, this
+    module's globals keep only what the running frames below still use, and a
+    collection frees the rest. Their files are not in the sandbox either.
+    """
+    import gc
+
+    for name in [name for name in sys.modules if name.startswith("coursekit.") and not is_kernel_side(name)]:
+        parent, _, child = name.rpartition(".")
+        if parent in sys.modules and getattr(sys.modules[parent], child, None) is sys.modules[name]:
+            delattr(sys.modules[parent], child)
+        del sys.modules[name]
+    kept = {"os": os, "sys": sys, "__name__": __name__}
+    module_globals = globals()
+    module_globals.clear()
+    module_globals.update(kept)
+    del kept, module_globals  # no local of this frame may keep a module alive through the collection
+    gc.collect()
 
 
 def close_inherited_descriptors() -> None:

@@ -46,7 +46,7 @@ from coursekit.sandbox import kernel_relay
 from coursekit.sandbox import namespaces
 from coursekit.sandbox import seccomp
 from coursekit.sandbox.fork_server import ForkServer
-from coursekit.sandbox.layout import SANDBOX_HOME, SYSTEM_FILES, SYSTEM_FOLDERS
+from coursekit.sandbox.layout import KERNEL_MODULE, SANDBOX_HOME, SYSTEM_FILES, SYSTEM_FOLDERS, kit_view
 
 INSTALL_HINT = (
     "bubblewrap (bwrap) is needed to sandbox student code: install it with "
@@ -110,9 +110,8 @@ def parents_of(path: str) -> list[str]:
 
 
 def python_folders() -> list[str]:
-    """The interpreter, the virtual environment and the kit's own code, as real paths."""
-    folders = {os.path.realpath(sys.base_prefix), os.path.realpath(sys.prefix),
-               os.path.realpath(Path(__file__).resolve().parent.parent)}
+    """The interpreter and the virtual environment, as real paths; the kit's folder comes as kit_view()."""
+    folders = {os.path.realpath(sys.base_prefix), os.path.realpath(sys.prefix)}
     purelib = sysconfig.get_paths()["purelib"]
     folders.add(os.path.realpath(purelib))
     # Drop folders already inside another one.
@@ -340,7 +339,7 @@ class SandboxedKernelManager(AsyncKernelManager):
         # The extra arguments are the grading process's (nbclient's --HistoryManager.hist_file=:memory:
         # among them: without it IPython writes every cell into an SQLite file).
         self._kernel_arguments = [str(argument) for argument in extra_arguments or []]
-        kernel = [sys.executable, "-I", "-m", "coursekit.sandbox.hardened_kernel", "-f", self.connection_file,
+        kernel = [sys.executable, "-I", "-m", KERNEL_MODULE, "-f", self.connection_file,
                   *self._kernel_arguments]
         if self.kernel_spec is not None:
             self.kernel_spec.interrupt_mode = "message"  # signals do not cross the sandbox's session
@@ -440,7 +439,7 @@ class SandboxedKernelManager(AsyncKernelManager):
             "address_space_bytes": self.address_space_bytes(), "cgroup": self._cgroup,
             "processes": self.process_limit, "file_size_bytes": self.file_size_limit_mib * MIB,
             "system_folders": list(SYSTEM_FOLDERS), "system_files": list(SYSTEM_FILES),
-            "read_only": python_folders(), "environment": sandbox_environment(),
+            "read_only": python_folders(), "kit": kit_view(), "environment": sandbox_environment(),
             "kernel_arguments": list(self._kernel_arguments),
         }
 
@@ -458,13 +457,20 @@ class SandboxedKernelManager(AsyncKernelManager):
         for file in SYSTEM_FILES:
             arguments += ["--ro-bind-try", file, file]
         created = set()
-        for folder in python_folders() + [str(self._private_folder), SANDBOX_HOME]:
+        kit = kit_view()
+        for folder in python_folders() + [kit["folder"], str(self._private_folder), SANDBOX_HOME]:
             for parent in parents_of(folder):
                 if parent not in created and parent not in SYSTEM_FOLDERS + ("/tmp",):
                     arguments += ["--perms", "0755", "--dir", parent]
                     created.add(parent)
         for folder in python_folders():
             arguments += ["--ro-bind", folder, folder]
+        # The kit's folder (a checkout, or inside site-packages above) becomes an empty one showing
+        # only the kernel-side package: nothing of the judge, references or grader is there to read.
+        arguments += ["--perms", "0755", "--size", str(MIB), "--tmpfs", kit["folder"]]
+        for shown in kit["shown"]:
+            arguments += ["--ro-bind", shown, shown]
+        arguments += ["--remount-ro", kit["folder"]]
         arguments += ["--bind", str(self._private_folder), str(self._private_folder)]
         arguments += ["--bind", str(work_copy), SANDBOX_HOME, "--chdir", SANDBOX_HOME]
         arguments += ["--seccomp", str(kernel_relay.SECCOMP_FD), "--clearenv"]

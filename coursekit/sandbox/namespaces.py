@@ -118,6 +118,8 @@ def build_root(request: dict) -> None:
     for folder in request["read_only"]:
         make_folder(folder)
         bind_mount(folder, inside(folder), read_only=True)
+    if request.get("kit"):
+        show_only(request["kit"]["folder"], request["kit"]["shown"], inside)
     make_folder(request["private_folder"])
     # Not recursive: the new root is mounted inside the private folder.
     bind_mount(request["private_folder"], inside(request["private_folder"]), read_only=False, recursive=False)
@@ -131,6 +133,26 @@ def build_root(request: dict) -> None:
     raise_on_failure(libc.syscall(PIVOT_ROOT_SYSCALL[os.uname().machine], b".", b"."), "pivot_root")
     raise_on_failure(libc.umount2(b".", MNT_DETACH), "detach the old root")
     os.chdir("/")
+
+
+def show_only(folder: str, shown: list[str], inside) -> None:
+    """Replace `folder` in the new root by an empty read-only one that shows only the entries `shown`.
+
+    The kit's folder may lie inside a folder mounted above (site-packages): a
+    tmpfs on top hides all of it, then each shown file or folder is bound back.
+    """
+    if not os.path.isdir(inside(folder)):
+        os.makedirs(inside(folder), mode=0o755)
+    mount("tmpfs", inside(folder), "tmpfs", MS_NOSUID | MS_NODEV, f"mode=0755,size={MIB}")
+    for path in shown:
+        if os.path.isdir(path):
+            os.mkdir(inside(path), 0o755)
+        elif os.path.isfile(path):
+            open(inside(path), "a").close()
+        else:
+            continue
+        bind_mount(path, inside(path), read_only=True)
+    mount(None, inside(folder), None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
 
 
 def build_dev(dev: str) -> None:

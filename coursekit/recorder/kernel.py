@@ -1,15 +1,16 @@
 """The IPython kernel that runs student code during grading.
 
-It holds no judge and no secret: hidden test cells only record the answers as
-data (coursekit.exercise.collect) and the grading process decides the points. So the
-kernel need not defend itself against the code it runs; the sandbox around it
-(coursekit.sandbox.kernel_manager) keeps that code away from everything else.
+It holds no judge, no reference and no secret: hidden test cells only record
+the answers as data (coursekit.recorder.collect) and the grading process
+decides the points. So the kernel need not defend itself against the code it
+runs; the sandbox around it (coursekit.sandbox.kernel_manager) keeps that code
+away from everything else, and shows it nothing of the kit but this package.
 
 What it still does: import what the exercise and the recording use before the
 working folder is on `sys.path`, so a student's file named `torch.py` or
 `math.py` cannot break an honest notebook's recording.
 
-Run as `python -m coursekit.sandbox.hardened_kernel -f <connection file>`.
+Run as `python -m coursekit.recorder.kernel -f <connection file>`.
 """
 from __future__ import annotations
 
@@ -26,8 +27,8 @@ from traitlets import Type
 # What the exercise and the recording import, directly or through torch.
 PROTECTED_MODULES = (
     "math", "numbers", "json", "numpy", "torch", "torch.nn", "torch.nn.functional", "safetensors.numpy",
-    "coursekit", "coursekit.protocol", "coursekit.exercise", "coursekit.exercise.challenges",
-    "coursekit.exercise.collect", "coursekit.exercise.repairs",
+    "coursekit.recorder.wire", "coursekit.recorder.challenges", "coursekit.recorder.collect",
+    "coursekit.recorder.receive",
 )
 
 

@@ -1,11 +1,12 @@
 """The kernel's side of a hidden test: record the answers as data for the judge.
 
 A hidden test cell calls ``collect(<grade_id>, globals())``. It decides
-nothing: it describes the names the checks need (coursekit.protocol),
-runs the student's model and loss function on the inputs of this cell's
-challenge (coursekit.exercise.challenges), and sends the record out as one display
-output. The judge in the grading process decides the points. Student code can
-change what is recorded, but then it has to produce right answers itself.
+nothing and knows no right answer: it describes the names the checks need
+(coursekit.recorder.wire), runs the student's model and loss function on the
+inputs of this cell's challenge (coursekit.recorder.challenges), and sends the
+record out as one display output. The judge in the grading process decides
+the points. Student code can change what is recorded, but then it has to
+produce right answers itself.
 """
 from __future__ import annotations
 
@@ -21,10 +22,8 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from coursekit.exercise import challenges
-from coursekit.protocol import (
-    ANSWER_MIME, CHALLENGE_NAME, DEFAULT_CHALLENGE, MAX_ITEMS, MAX_STRING, MAX_TENSOR_ELEMENTS, TRAVEL_DTYPES, encode,
-)
+from . import challenges
+from .wire import ANSWER_MIME, CHALLENGE_NAME, DEFAULT_CHALLENGE, MAX_ITEMS, MAX_STRING, MAX_TENSOR_ELEMENTS, TRAVEL_DTYPES, encode
 
 TENSOR_TYPES = (torch.Tensor, nn.Parameter)
 
@@ -64,8 +63,7 @@ class Recorder:
     def describe_tensor(self, tensor: torch.Tensor) -> dict:
         dtype = str(tensor.dtype)
         description = {"kind": "tensor", "dtype": dtype, "shape": list(tensor.shape),
-                       "requires_grad": bool(tensor.requires_grad), "has_grad_fn": tensor.grad_fn is not None,
-                       "is_parameter": type(tensor) is nn.Parameter}
+                       "requires_grad": bool(tensor.requires_grad), "is_parameter": type(tensor) is nn.Parameter}
         travel = TRAVEL_DTYPES.get(dtype)
         if travel is None or tensor.numel() > MAX_TENSOR_ELEMENTS or tensor.layout is not torch.strided:
             return description  # described, but too large or too odd to send
@@ -165,19 +163,27 @@ def record_net(namespace: dict, recorder: Recorder, challenge: int) -> None:
         return
     try:
         parameters = list(model.named_parameters())
-        recorder.value("Net().modules", [[name, type(module).__name__] for name, module in model.named_modules()][:MAX_ITEMS])
-        recorder.value("Net().parameters", [[name, list(p.shape), str(p.dtype)] for name, p in parameters])
-        fresh = challenges.fresh_parameters(challenge, [(tuple(p.shape), p.dtype) for _, p in parameters])
+        fresh = challenges.fresh_parameters(challenge, [(tuple(p.shape), p.dtype) for _, p in parameters[:MAX_ITEMS]])
         with torch.no_grad():
             for (_, parameter), values in zip(parameters, fresh):
                 parameter.copy_(values)
-        for index, (_, parameter) in enumerate(parameters):
-            recorder.value(f"Net() parameter {index}", parameter)
+        record_parameters(recorder, "Net()", model)
     except BaseException as error:
         recorder.failure("Net().parameters", f"the parameters of Net() could not be set ({type(error).__name__}: {error})")
         return
     for tokens in challenges.net_tokens(challenge):
         call_student(recorder, f"Net()(tokens of shape {tuple(tokens.shape)})", model, tokens)
+
+
+def record_parameters(recorder: Recorder, label: str, model: nn.Module) -> list:
+    """The model's parameters as they are (names, shapes, dtypes, then each one's values)."""
+    parameters = list(model.named_parameters())
+    recorder.value(f"{label} parameter count", len(parameters))
+    recorder.value(f"{label}.modules", [[name, type(module).__name__] for name, module in model.named_modules()][:MAX_ITEMS])
+    recorder.value(f"{label}.parameters", [[name, list(p.shape), str(p.dtype)] for name, p in parameters][:MAX_ITEMS])
+    for index, (_, parameter) in enumerate(parameters[:MAX_ITEMS]):
+        recorder.value(f"{label} parameter {index}", parameter)
+    return parameters
 
 
 def record_net_loss(namespace: dict, recorder: Recorder, challenge: int) -> None:
@@ -186,6 +192,11 @@ def record_net_loss(namespace: dict, recorder: Recorder, challenge: int) -> None
     recorder.name(namespace, "loss_function")
     net_class, model = namespace.get("Net"), namespace.get("model")
     recorder.value("model is a Net", isinstance(net_class, type) and isinstance(model, net_class))
+    if isinstance(model, nn.Module):
+        try:
+            record_parameters(recorder, "model", model)
+        except BaseException as error:
+            recorder.failure("model.parameters", f"the parameters of `model` could not be read ({type(error).__name__})")
     X = namespace.get("X")
     if callable(model) and type(X) in TENSOR_TYPES:
         call_student(recorder, "model(X) first call", model, X.detach().clone())

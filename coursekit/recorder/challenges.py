@@ -1,8 +1,9 @@
 """Inputs the grader chooses for behaviour checks, derived from a per-cell challenge.
 
-The kernel (coursekit.exercise.collect) runs the student's model and loss function on
+The kernel (coursekit.recorder.collect) runs the student's model and loss function on
 these inputs; the judge (coursekit.exercise.checks) derives the same inputs from the
-challenge it chose and computes what the answers should have been. The
+challenge it chose and computes what the answers should have been; only the
+judge knows how. The
 challenge is fresh for every test cell, so outputs cannot be prepared ahead.
 """
 from __future__ import annotations
