@@ -39,6 +39,8 @@ class VariantOutcome:
     score: float
     max_score: float
     other_cells_intact: bool
+    # Why other cells lost marks, when they did: the cells and the notebook's grading status.
+    others_lost: str = ""
 
     @property
     def graded_correctly(self) -> bool:
@@ -86,11 +88,12 @@ def evaluate(*, course_root: Path, corpus: Path, work_dir: Path, workers: int) -
 
 def outcome_of(variant: Variant, scores: StudentScores | None) -> VariantOutcome:
     if scores is None:  # nbgrader could not grade the notebook at all
-        return VariantOutcome(variant, 0.0, 0.0, False)
+        return VariantOutcome(variant, 0.0, 0.0, False, "not graded")
     cells = scores.autograded()
     target = cells[test_cell_of(variant.cell)]
-    others_intact = all(c.score == c.max_score for name, c in cells.items() if name != target.grade_id)
-    return VariantOutcome(variant, target.score, target.max_score, others_intact)
+    lost = [name for name, c in cells.items() if name != target.grade_id and c.score != c.max_score]
+    why = f"{', '.join(lost)} (status {scores.status}{': ' + scores.reason if scores.reason else ''})" if lost else ""
+    return VariantOutcome(variant, target.score, target.max_score, not lost, why)
 
 
 def format_table(outcomes: list[VariantOutcome]) -> str:
@@ -113,7 +116,7 @@ def format_table(outcomes: list[VariantOutcome]) -> str:
     for outcome in misgraded:
         v = outcome.variant
         if not outcome.other_cells_intact:
-            kind = "other cells lost marks too"
+            kind = f"other cells lost marks too: {outcome.others_lost}"
         else:
             kind = "right answer lost marks" if v.right else "wrong answer got full marks"
         lines.append(f"MISGRADED #{v.number} {v.cell} ({v.reason}): {kind}, {outcome.score}/{outcome.max_score}")

@@ -38,3 +38,17 @@ def test_kit_exporter_writes_the_same_pages_as_nbconvert(course):
     assert len(expected) == len(SAMPLES)
     assert feedback_pages(course) == expected
     assert any(b"Traceback" in page or b"Error" in page for page in expected.values())
+
+
+def test_code_too_long_to_highlight_is_shown_as_escaped_text():
+    """Highlighting costs about a millisecond per token: a cell of megabytes is shown as plain text."""
+    import nbformat
+
+    from coursekit.reports.feedback_exporter import HIGHLIGHT_LIMIT, FeedbackHTMLExporter
+
+    long_code = "x = (" + "1 + " * (HIGHLIGHT_LIMIT // 2) + "1)  # <script>alert(1)</script>"
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(long_code),
+                                               nbformat.v4.new_code_cell("y = 2")])
+    page, _ = FeedbackHTMLExporter().from_notebook_node(notebook)
+    assert "1 + 1 + 1" in page and "&lt;script&gt;alert(1)" in page and "<script>alert(1)" not in page
+    assert '<span class="n">y</span>' in page  # short cells are still highlighted

@@ -113,3 +113,19 @@ def test_preprocessor_leaves_locked_cells_and_scores_alone(release):
 def test_text_json_allows_but_nh3_cannot_take_is_replaced_not_fatal():
     assert clean_markdown("a\ud800b <script>x</script>") == "a?b "
     assert safe_output(display({"text/html": "<b>\ud800</b>"})).data["text/html"] == "<b>?</b>"
+
+
+def test_an_answer_too_long_to_render_is_plain_text_and_cheap():
+    """Nested brackets make markdown rendering quadratic; past the limit nothing is rendered, nothing lost."""
+    import time
+
+    from coursekit.reports.html_safety import LONG_TEXT_NOTE, MARKDOWN_RENDER_LIMIT
+
+    brackets = "[" * 30_000 + "x" + "](" * 30_000
+    started = time.process_time()
+    cleaned = clean_markdown(brackets)
+    assert cleaned.startswith(LONG_TEXT_NOTE) and brackets in cleaned and renders_safely(cleaned)
+    assert time.process_time() - started < 30  # a bound on the work, far above the milliseconds it takes
+    assert clean_markdown("word " * (MARKDOWN_RENDER_LIMIT // 5)) == "word " * (MARKDOWN_RENDER_LIMIT // 5)
+    script = "<script>alert(1)</script>" + "a" * MARKDOWN_RENDER_LIMIT
+    assert "```text\n<script>" in clean_markdown(script) and renders_safely(clean_markdown(script))

@@ -18,6 +18,7 @@ nbconvert's HTMLExporter go:
 """
 from __future__ import annotations
 
+import html
 from typing import Any
 
 from bs4 import BeautifulSoup
@@ -29,6 +30,19 @@ from nbconvert.filters.widgetsdatatypefilter import WidgetsDataTypeFilter
 from nbformat import NotebookNode
 
 MISSING_ALT_TEXT = "No description has been provided for this image"
+# Highlighting costs about a millisecond per token of code (pygments' spans, then every later pass over
+# the page): a student's cell of megabytes would keep a grading worker busy for an hour. Longer cells
+# are shown as plain text; no cell of this exercise comes near it.
+HIGHLIGHT_LIMIT = 20_000
+
+
+class BoundedHighlight(Highlight2HTML):
+    """nbconvert's code highlighting, for cells up to HIGHLIGHT_LIMIT characters; longer ones as plain text."""
+
+    def __call__(self, source, language=None, metadata=None):
+        if len(source) > HIGHLIGHT_LIMIT:
+            return f"<div class=\"highlight\"><pre>{html.escape(source)}</pre></div>"
+        return super().__call__(source, language, metadata)
 
 
 def has_class(element, name: str) -> bool:
@@ -41,7 +55,8 @@ def inside_notebook(element) -> bool:
 
 
 class FeedbackHTMLExporter(HTMLExporter):
-    """nbconvert's HTMLExporter with a cheaper search for the elements it marks, and cached compiled templates."""
+    """nbconvert's HTMLExporter with a cheaper search for the elements it marks, cached compiled templates
+    and bounded code highlighting."""
 
     def _create_environment(self):
         environment = super()._create_environment()
@@ -53,7 +68,7 @@ class FeedbackHTMLExporter(HTMLExporter):
         # HTMLExporter.from_notebook_node (nbconvert 7.x) up to the page's re-parse.
         langinfo = nb.metadata.get("language_info", {})
         lexer = langinfo.get("pygments_lexer", langinfo.get("name", None))
-        highlight_code = self.filters.get("highlight_code", Highlight2HTML(pygments_lexer=lexer, parent=self))
+        highlight_code = self.filters.get("highlight_code", BoundedHighlight(pygments_lexer=lexer, parent=self))
         resources = self._init_resources(resources)
         filter_data_type = WidgetsDataTypeFilter(notebook_metadata=self._nb_metadata, parent=self,
                                                  resources=resources)

@@ -48,6 +48,10 @@ NOT_MARKUP_LESS_THAN = re.compile(r"&lt;(?![A-Za-z/!?])")
 # The only style the markdown renderer writes itself: a table column's alignment.
 TABLE_ALIGNMENT = re.compile(r"text-align:\s*(?:left|right|center);?")
 PLAIN_TEXT_NOTE = "*(coursekit: this answer contained a link or markup that could run code; it is shown as plain text.)*"
+# Rendering markdown takes time quadratic in nested brackets (60,000 characters of `[`/`](`: over 20 s, in the
+# sanitizer and again in the feedback); an answer of this exercise is a few thousand characters.
+MARKDOWN_RENDER_LIMIT = 8_000
+LONG_TEXT_NOTE = f"*(coursekit: this answer is longer than {MARKDOWN_RENDER_LIMIT:,} characters; it is shown as plain text.)*"
 
 
 def _valid_text(text: str) -> str:
@@ -93,6 +97,8 @@ def clean_markdown(source: str) -> str:
     unless what follows it cannot start markup.
     """
     source = _valid_text(source)
+    if len(source) > MARKDOWN_RENDER_LIMIT:
+        return as_plain_text(source, note=LONG_TEXT_NOTE)
     protected = GLUED_LESS_THAN.sub("&lt;", source)
     cleaned = clean_html(protected).replace("&gt;", ">").replace("&amp;", "&")
     cleaned = NOT_MARKUP_LESS_THAN.sub("<", cleaned)
@@ -104,9 +110,10 @@ def clean_markdown(source: str) -> str:
     return fenced if renders_safely(fenced) else PLAIN_TEXT_NOTE
 
 
-def as_plain_text(source: str) -> str:
+def as_plain_text(source: str, note: str = PLAIN_TEXT_NOTE) -> str:
+    """`source` as a fenced code block (text only, whatever it holds) after `note`."""
     fence = "`" * max(3, 1 + max((len(run) for run in re.findall(r"`+", source)), default=0))
-    return f"{PLAIN_TEXT_NOTE}\n\n{fence}text\n{source}\n{fence}\n"
+    return f"{note}\n\n{fence}text\n{source}\n{fence}\n"
 
 
 class _RenderedMarkup(HTMLParser):
