@@ -1,23 +1,28 @@
 """Scores for pairs of teams, found through an index of the features few teams share.
 
-Features are code fingerprints and word shingles, per answer cell. Rarity counts:
-a feature that `shared` of the class's N teams have weighs log(N / shared) / log(N):
-1 for a team's own passage, less the more teams wrote it, nearly nothing for what
-most of the class wrote (`x = x_start.squeeze(1)...`).
+Features are code fingerprints and word shingles, per answer cell. Rarity counts: a
+feature that `shared` of the class's N teams have weighs (log(N / shared) / log(N))²:
+1 for a team's own passage, 0.4 for one a tenth of a class of 40 wrote, nearly nothing
+for what most of the class wrote (`x = x_start.squeeze(1)...`).
 
-Candidates come from the index, never from comparing every pair: per cell, the index
-lists which teams have each feature, and two teams become a candidate pair only when
-they share a feature, or the same [FAILED] lines from the judge, that at most
-RARE_LIMIT teams have. Answers more teams share are never evidence on their own.
+Candidates come from two indexes, never from comparing every pair: per cell, which
+teams have each feature (two teams become a candidate pair when they share a feature,
+or the same [FAILED] lines from the judge, that at most RARE_LIMIT teams have), and a
+MinHash LSH index of whole notebooks (datasketch), for a copy of a notebook whose
+every answer is a usual one.
 
 A candidate pair's score has two parts:
-- share: the part of the two teams' weighted answer content, all cells pooled, that
-  they share (a Dice coefficient, 2 x shared / (team a's + team b's));
+- share: how much of the two teams' answers they share, all cells pooled: twice the
+  weight of the shared features over the content of both notebooks (each feature
+  counting at least SIZE_FLOOR there, so answers made of what most teams wrote share
+  little); no cell counts for more than CELL_CAP, so no single long answer decides;
 - for each answer both teams got wrong with the same [FAILED] lines (the same wrong
-  value, or the same failed check), WRONG_STRENGTH / (k - 1)², k being the number of
+  value, or the same failed check): WRONG_STRENGTH / (k - 1)³, k being the number of
   teams with that failure and that answer: the same rare wrong answer is the strongest
-  sign of shared work, a mistake many teams make is hardly any.
+  sign of shared work, a mistake three teams make counts an eighth as much.
 They combine as independent signs: score = 1 - (1 - share) x Π (1 - wrong-answer part).
+The constants were set on the synthetic classes of tests/similarity_class.py (planted
+copies against independent teams); tests/test_similarity.py reports how they do.
 """
 from __future__ import annotations
 
@@ -32,6 +37,7 @@ from coursekit.similarity.records import Answer, AnswerKind, AnswerMatch, Cluste
 RARE_LIMIT = 10
 RARITY_POWER = 2
 CELL_CAP = 5.0
+SIZE_FLOOR = 0.1
 # Notebooks become candidates when this Jaccard share of their features (those at most COMMON_SHARE of the
 # class have) is likely the same.
 NOTEBOOK_OVERLAP = 0.3
@@ -59,6 +65,11 @@ class ClassFeatures:
 
     def weigh(self, grade_id: str, hashes) -> float:
         return math.fsum(self.weights[(grade_id, hash_value)] for hash_value in hashes)
+
+    def content(self, grade_id: str, hashes) -> float:
+        """How much an answer holds: its features' weights, each at least SIZE_FLOOR, so that two answers
+        made only of what most teams wrote share a small part of their content, not all of it."""
+        return math.fsum(max(SIZE_FLOOR, self.weights[(grade_id, hash_value)]) for hash_value in hashes)
 
     def cells_of(self, team: str) -> list[str]:
         return [grade_id for grade_id in self.kinds if (team, grade_id) in self.features]
@@ -224,7 +235,7 @@ def capped(masses: dict[tuple[str, str], float], team_a: str, team_b: str, grade
 
 def score_class(index: ClassFeatures, settings: Settings) -> list[PairScore]:
     """Every candidate pair scoring at least the record threshold, strongest first."""
-    masses = {key: index.weigh(key[1], sorted(found.places)) for key, found in sorted(index.features.items())}
+    masses = {key: index.content(key[1], sorted(found.places)) for key, found in sorted(index.features.items())}
     totals: dict[str, float] = defaultdict(float)
     for (team, _), mass in sorted(masses.items()):
         totals[team] += min(mass, CELL_CAP)
