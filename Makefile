@@ -45,6 +45,7 @@ release: setup
 
 benchmark: setup
 	$(BIN)/python benchmarks/bench_grading.py --scheduler-comparison
+	$(BIN)/python benchmarks/bench_similarity.py
 
 clean:
 	rm -rf .demo results autograded submitted feedback gradebook.db
