@@ -148,6 +148,16 @@ def test_the_same_wrong_value_found_by_the_judge_counts_even_in_other_code(relea
     assert pair_of(compare(release, class_answers), "anna", "bob").flagged
 
 
+def test_a_failure_most_of_the_class_shares_is_no_evidence(release):
+    """A cell that ran for no one (the same [FAILED] line for every team) says nothing about who copied."""
+    not_run = ("[FAILED] x_shape is the shape of x: the hidden tests of this cell did not run to the end",)
+    cells = ("bmm_x_shape", "bmm_d", "param_count", "attention_qk", "attention_softmax", "optimizer_choice")
+    class_answers = {team: [answer(team, cell, f"# {team}'s own way\n{cell}_value = {number} * {index + 2}\n", not_run)
+                            for index, cell in enumerate(cells)]
+                     for number, team in enumerate(("anna", "bob", "carl", "dora"))}
+    assert compare(release, class_answers).flagged == ()
+
+
 def test_what_the_release_gave_is_no_evidence(release):
     given = "# YOUR CODE HERE\nraise NotImplementedError()\ny = torch.bmm(x, d)      # (64, 128, 9)\n"
     stub = "YOUR ANSWER HERE"

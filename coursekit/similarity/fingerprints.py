@@ -3,7 +3,9 @@
 Code goes through copydetect (https://github.com/blingenf/copydetect): its pygments-based
 filter turns every name into `V`, drops comments and whitespace and every string into `S`,
 so renamed variables, changed comments and blank lines change nothing; its winnowing keeps
-a position-independent subset of the k-grams, so moved lines still match line by line.
+a position-independent subset of each line's k-grams. K-grams never span two lines, so
+lines put in another order match as well, and two teams that reorder a usual answer the
+same way share only that usual answer.
 copydetect hashes k-grams with Python's `hash()`, which is salted per process; the k-grams
 here are hashed with BLAKE2b instead, so the same answers give the same fingerprints, and the
 same pairs, in every run.
@@ -22,7 +24,7 @@ import re
 from dataclasses import dataclass
 
 import numpy
-from copydetect.utils import filter_code, get_copied_slices, winnow
+from copydetect.utils import filter_code, winnow
 
 from coursekit.similarity.records import Answer, AnswerKind
 from coursekit.ta_grading.questions import normalized
@@ -65,11 +67,21 @@ def code_kgrams(filtered_code: str) -> numpy.ndarray:
                         for start in range(len(filtered_code) - CODE_KGRAM + 1)], dtype=numpy.int64)
 
 
+def line_kgrams(filtered_line: str) -> numpy.ndarray:
+    """The k-grams of one filtered line; a line shorter than k is one k-gram of its own."""
+    if len(filtered_line) < CODE_KGRAM:
+        return numpy.array([stable_hash(filtered_line)], dtype=numpy.int64)
+    return code_kgrams(filtered_line)
+
+
 def code_boilerplate(sources: list[str]) -> frozenset[int]:
     """Every k-gram of the given code (not only winnowed ones), so none of it can count as a match."""
     hashes: set[int] = set()
     for source in sources:
-        hashes.update(code_kgrams(filtered(source)[0]).tolist())
+        for line in source.splitlines():
+            filtered_line = filtered(line)[0]
+            if filtered_line:
+                hashes.update(line_kgrams(filtered_line).tolist())
     return frozenset(hashes)
 
 
@@ -81,21 +93,34 @@ def to_original(positions: numpy.ndarray, offsets: numpy.ndarray) -> numpy.ndarr
 
 
 def code_features(code: str, boilerplate: frozenset[int]) -> Features:
-    filtered_code, offsets = filtered(code)
-    hashes = code_kgrams(filtered_code)
-    if len(hashes) == 0:
-        return EMPTY
-    selected, indexes = winnow(hashes, CODE_WINDOW, remove_duplicates=False)
-    positions: dict[int, list[int]] = {}
-    for hash_value, index in zip(selected.tolist(), indexes.tolist()):
-        if hash_value not in boilerplate:
-            positions.setdefault(hash_value, []).append(index)
-    places = {}
-    for hash_value, starts in positions.items():
-        slices = get_copied_slices(numpy.array(sorted(set(starts))), CODE_KGRAM)
-        original = to_original(slices.astype(numpy.int64), offsets)
-        places[hash_value] = tuple((int(start), int(end)) for start, end in zip(original[0], original[1]))
-    return Features(places)
+    """Winnowed k-grams line by line: no k-gram spans two lines, so lines in another order match as well."""
+    places: dict[int, list[tuple[int, int]]] = {}
+    line_start = 0
+    for line in code.splitlines(keepends=True):
+        filtered_line, offsets = filtered(line)
+        if filtered_line:
+            hashes = line_kgrams(filtered_line)
+            selected, indexes = winnow(hashes, CODE_WINDOW, remove_duplicates=False) if len(hashes) > 1 \
+                else (hashes, numpy.array([0]))
+            width = min(CODE_KGRAM, len(filtered_line))
+            for hash_value, index in zip(selected.tolist(), indexes.tolist()):
+                if hash_value in boilerplate:
+                    continue
+                start, end = to_original(numpy.array([index, index + width - 1]), offsets).tolist()
+                places.setdefault(hash_value, []).append((line_start + start, line_start + end + 1))
+        line_start += len(line)
+    return Features({hash_value: merged(spans) for hash_value, spans in places.items()})
+
+
+def merged(spans) -> tuple[tuple[int, int], ...]:
+    """Overlapping (start, end) passages joined, in order."""
+    result: list[list[int]] = []
+    for start, end in sorted(spans):
+        if result and start <= result[-1][1]:
+            result[-1][1] = max(result[-1][1], end)
+        else:
+            result.append([start, end])
+    return tuple((start, end) for start, end in result)
 
 
 def words(text: str) -> list[tuple[str, int, int]]:

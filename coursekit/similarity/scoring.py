@@ -17,9 +17,10 @@ A candidate pair's score has two parts:
   counting at least SIZE_FLOOR there, so answers made of what most teams wrote share
   little); no cell counts for more than CELL_CAP, so no single long answer decides;
 - for each answer both teams got wrong with the same [FAILED] lines (the same wrong
-  value, or the same failed check): WRONG_STRENGTH / (k - 1)³, k being the number of
-  teams with that failure and that answer: the same rare wrong answer is the strongest
-  sign of shared work, a mistake three teams make counts an eighth as much.
+  value, or the same failed check): WRONG_STRENGTH / (k - 1)³ x (1 - (k - 1) / (N - 1)),
+  k being the number of teams with that failure and that answer: the same rare wrong
+  answer is the strongest sign of shared work, a mistake three teams make counts an
+  eighth as much, a failure most of the class got (a cell that ran for no one) nothing.
 They combine as independent signs: score = 1 - (1 - share) x Π (1 - wrong-answer part).
 The constants were set on the synthetic classes of tests/similarity_class.py (planted
 copies against independent teams); tests/test_similarity.py reports how they do.
@@ -31,7 +32,7 @@ import statistics
 from collections import defaultdict
 from dataclasses import dataclass
 
-from coursekit.similarity.fingerprints import Boilerplate, Features, features, stable_hash
+from coursekit.similarity.fingerprints import Boilerplate, Features, features, merged, stable_hash
 from coursekit.similarity.records import Answer, AnswerKind, AnswerMatch, Cluster, PairScore, Settings
 
 RARE_LIMIT = 10
@@ -148,6 +149,12 @@ def alike_notebooks(index: ClassFeatures) -> set[tuple[str, str]]:
     return found
 
 
+def wrong_answer_part(teams: int, class_size: int) -> float:
+    """WRONG_STRENGTH / (teams - 1)³, less the larger the share of the class with it (all of it: nothing)."""
+    teams = max(2, teams)
+    return WRONG_STRENGTH / (teams - 1) ** 3 * max(0.0, 1.0 - (teams - 1) / max(1, class_size - 1))
+
+
 def shared_by(index: ClassFeatures, grade_id: str, matched: list[int]) -> int:
     """How many teams have the matched passages: the median over the matched features."""
     return statistics.median_low(len(index.teams_with[(grade_id, hash_value)]) for hash_value in matched)
@@ -177,7 +184,7 @@ def cell_overlap(index: ClassFeatures, team_a: str, team_b: str, grade_id: str,
         teams = len(index.failure_teams[(grade_id, same_failure)])
         if matched and similarity >= SAME_ANSWER:
             teams = min(teams, shared_by(index, grade_id, list(matched)))
-        wrong = WRONG_STRENGTH / (max(2, teams) - 1) ** 3
+        wrong = wrong_answer_part(teams, len(index.teams))
     if not matched and not same_failure:
         return None
     return CellOverlap(grade_id, matched, shared, similarity, same_failure, wrong)
@@ -215,16 +222,6 @@ def describe(index: ClassFeatures, team_a: str, team_b: str, overlap: CellOverla
         evidence=round(evidence, DIGITS), same_failure=overlap.same_failure,
         spans_a=merged(span for hash_value in overlap.matched for span in places_a[hash_value]),
         spans_b=merged(span for hash_value in overlap.matched for span in places_b[hash_value]))
-
-
-def merged(spans) -> tuple[tuple[int, int], ...]:
-    result: list[list[int]] = []
-    for start, end in sorted(spans):
-        if result and start <= result[-1][1]:
-            result[-1][1] = max(result[-1][1], end)
-        else:
-            result.append([start, end])
-    return tuple((start, end) for start, end in result)
 
 
 def capped(masses: dict[tuple[str, str], float], team_a: str, team_b: str, grade_id: str) -> float:
