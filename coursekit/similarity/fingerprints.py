@@ -34,6 +34,8 @@ from coursekit.ta_grading.questions import normalized
 CODE_KGRAM = 12
 CODE_WINDOW = 3
 TEXT_SHINGLE_WORDS = 2
+# A notebook answer is a few dozen lines; the lines after this many are not fingerprinted (tokenizing is the slow part).
+MAX_CODE_LINES = 400
 WORD = re.compile(r"\w+")
 # Fingerprints must compare exactly in copydetect's winnowing, which keeps them in float64.
 HASH_BITS = 52
@@ -93,22 +95,29 @@ def to_original(positions: numpy.ndarray, offsets: numpy.ndarray) -> numpy.ndarr
 
 
 def code_features(code: str, boilerplate: frozenset[int]) -> Features:
-    """Winnowed k-grams line by line: no k-gram spans two lines, so lines in another order match as well."""
+    """Winnowed k-grams line by line: no k-gram spans two lines, so lines in another order match as well.
+
+    The answer is tokenized once; each filtered character knows its place in the answer,
+    and so its line.
+    """
+    code = "".join(code.splitlines(keepends=True)[:MAX_CODE_LINES])
+    filtered_code, offsets = filtered(code)
+    if not filtered_code:
+        return EMPTY
+    original = to_original(numpy.arange(len(filtered_code)), offsets)
+    line_starts = numpy.array([0] + [index + 1 for index, character in enumerate(code) if character == "\n"])
+    line_of = numpy.searchsorted(line_starts, original, side="right") - 1
+    breaks = [0, *(numpy.flatnonzero(numpy.diff(line_of)) + 1).tolist(), len(filtered_code)]
     places: dict[int, list[tuple[int, int]]] = {}
-    line_start = 0
-    for line in code.splitlines(keepends=True):
-        filtered_line, offsets = filtered(line)
-        if filtered_line:
-            hashes = line_kgrams(filtered_line)
-            selected, indexes = winnow(hashes, CODE_WINDOW, remove_duplicates=False) if len(hashes) > 1 \
-                else (hashes, numpy.array([0]))
-            width = min(CODE_KGRAM, len(filtered_line))
-            for hash_value, index in zip(selected.tolist(), indexes.tolist()):
-                if hash_value in boilerplate:
-                    continue
-                start, end = to_original(numpy.array([index, index + width - 1]), offsets).tolist()
-                places.setdefault(hash_value, []).append((line_start + start, line_start + end + 1))
-        line_start += len(line)
+    for first, after in zip(breaks, breaks[1:]):
+        hashes = line_kgrams(filtered_code[first:after])
+        selected, indexes = winnow(hashes, CODE_WINDOW, remove_duplicates=False) if len(hashes) > 1 \
+            else (hashes, numpy.array([0]))
+        width = min(CODE_KGRAM, after - first)
+        for hash_value, index in zip(selected.tolist(), indexes.tolist()):
+            if hash_value not in boilerplate:
+                places.setdefault(hash_value, []).append(
+                    (int(original[first + index]), int(original[first + index + width - 1]) + 1))
     return Features({hash_value: merged(spans) for hash_value, spans in places.items()})
 
 

@@ -32,7 +32,7 @@ import statistics
 from collections import defaultdict
 from dataclasses import dataclass
 
-from coursekit.similarity.fingerprints import Boilerplate, Features, features, merged, stable_hash
+from coursekit.similarity.fingerprints import EMPTY, Boilerplate, Features, features, merged, stable_hash
 from coursekit.similarity.records import Answer, AnswerKind, AnswerMatch, Cluster, PairScore, Settings
 
 RARE_LIMIT = 10
@@ -97,7 +97,11 @@ def index_class(answers: dict[str, list[Answer]], boilerplate: Boilerplate) -> C
                 continue  # the stub or the release's own lines: nothing to compare, its failures included
             answer_features = known.get((answer.kind, answer.text))
             if answer_features is None:
-                answer_features = known[(answer.kind, answer.text)] = features(answer, boilerplate)
+                try:
+                    answer_features = features(answer, boilerplate)
+                except (Exception, RecursionError):  # an answer no tokenizer can read is compared as empty, never the end of the run
+                    answer_features = EMPTY
+                known[(answer.kind, answer.text)] = answer_features
             if answer_features.places:
                 found[(team, answer.grade_id)] = answer_features
             for hash_value in answer_features.places:
