@@ -59,8 +59,10 @@ def write_csv(*, report: SimilarityReport, path: Path) -> None:
                 pair.team_a, pair.team_b, f"{pair.score:.4f}", ";".join(pair.answers), "yes" if pair.flagged else "no")])
 
 
-def segments(answer: Answer | None, spans: tuple[tuple[int, int], ...], given_lines: frozenset[str]) -> list[tuple[str, str]]:
-    """The answer cut into (text, kind) pieces: "match" (shared with the other team), "given" (the release's code) or ""."""
+def segments(answer: Answer | None, spans: tuple[tuple[int, int], ...],
+             given_lines: frozenset[str]) -> list[tuple[str, str]]:
+    """The answer cut into (text, kind) pieces: "match" (shared with the other team), "given" (the release's
+    code) or ""."""
     if answer is None:
         return []
     text = answer.text

@@ -56,7 +56,8 @@ EMPTY = Features({})
 
 
 def stable_hash(text: str) -> int:
-    return int.from_bytes(hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "big") >> (64 - HASH_BITS)
+    digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") >> (64 - HASH_BITS)
 
 
 def filtered(code: str) -> tuple[str, numpy.ndarray]:

@@ -99,8 +99,8 @@ def index_class(answers: dict[str, list[Answer]], boilerplate: Boilerplate) -> C
             if answer_features is None:
                 try:
                     answer_features = features(answer, boilerplate)
-                except (Exception, RecursionError):  # an answer no tokenizer can read is compared as empty, never the end of the run
-                    answer_features = EMPTY
+                except (Exception, RecursionError):
+                    answer_features = EMPTY  # an answer no tokenizer reads is compared as empty, never the end of the run
                 known[(answer.kind, answer.text)] = answer_features
             if answer_features.places:
                 found[(team, answer.grade_id)] = answer_features
