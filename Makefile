@@ -33,6 +33,9 @@ FAST_TESTS := tests/test_checks.py tests/test_html_safety.py tests/test_importin
 test-fast: setup
 	$(BIN)/python -m pytest $(FAST_TESTS)
 
+# Also in the fast tier: similar answers between teams (the synthetic class, pages and CSV, without kernels).
+FAST_TESTS += tests/test_similarity.py
+
 demo: setup
 	$(BIN)/coursekit demo
 
@@ -44,6 +47,7 @@ release: setup
 
 benchmark: setup
 	$(BIN)/python benchmarks/bench_grading.py --scheduler-comparison
+	$(BIN)/python benchmarks/bench_similarity.py
 
 clean:
 	rm -rf .demo results autograded submitted feedback gradebook.db

@@ -85,3 +85,9 @@ c.GenerateFeedback.preprocessors = [
 
 # OLAT bulk assessment (results/olat/): points needed for `passed` = yes.
 c.OlatExport.pass_mark = 50
+
+# Similar answers between teams (coursekit grade and coursekit similarity): pairs scoring this much or
+# more (0-1) are listed under "Needs attention" in report.html; a reason to compare, never a grade change.
+c.Similarity.threshold = 0.45
+# Pairs from this score on go into results/similarity.csv (flagged = no below the threshold).
+c.Similarity.record_threshold = 0.3

@@ -48,6 +48,23 @@ def command_grade(arguments: argparse.Namespace) -> int:
     return 0
 
 
+def command_similarity(arguments: argparse.Namespace) -> int:
+    from coursekit.engine.workflow import course_config
+    from coursekit.reports.similarity_report import write_similarity
+    from coursekit.similarity.compare import compare_course, settings_from
+
+    course = arguments.course.resolve()
+    report = compare_course(course_root=course, settings=settings_from(course_config(course)))
+    if not report.teams:
+        raise CourseKitError(f"{course} has no autograded notebooks; grade the class first (coursekit grade).")
+    files = write_similarity(report=report, output_folder=arguments.output.resolve())
+    print(f"teams compared: {len(report.teams)}   pairs to compare: {len(report.flagged)} "
+          f"(score {report.settings.threshold:g} or more), in {len(report.clusters)} groups of three or more teams")
+    print(f"similarity: {files.csv}")
+    print(f"pages:      {files.index}")
+    return 0
+
+
 def uploader_and_team(text: str) -> tuple[str, str]:
     uploader, separator, team = text.partition(":")
     if not separator or not uploader.strip() or not team.strip():
@@ -84,6 +101,12 @@ def build_parser() -> argparse.ArgumentParser:
                             " UPLOADER is not in that team; repeat for several. Without it such uploads are reported"
                             " and not graded")
     grade.set_defaults(handler=command_grade)
+
+    similarity = commands.add_parser(
+        "similarity", help="compare the answers of the course's autograded teams and list pairs with similar answers")
+    similarity.add_argument("--output", type=Path, default=Path("results"),
+                            help="folder for similarity.csv and the pages in similarity/ (default: results)")
+    similarity.set_defaults(handler=command_similarity)
 
     accuracy = commands.add_parser("accuracy", help="grade the labelled answer corpus and print the accuracy table")
     accuracy.add_argument("--corpus", type=Path, default=COURSE_ROOT / "tests" / "corpus" / "variants.toml",

@@ -42,6 +42,9 @@ from coursekit.notebooks import read_notebook
 from coursekit.nbgrader_plugins.rebuild import team_members_text
 from coursekit.records import TeamResult
 from coursekit.safe_text import one_line, printable
+from coursekit.similarity.compare import compare_course, settings_from
+from coursekit.similarity.records import SimilarityReport
+from coursekit.reports import similarity_report
 
 STATE_FOLDER = ".coursekit"
 
@@ -56,6 +59,7 @@ class RunSummary:
     seconds: float
     olat: olat_export.OlatExportResult | None = None
     feedback_refreshed: tuple[str, ...] = ()  # teams whose feedback this run (re)made
+    similar_pairs: int = 0                      # pairs of teams with similar answers that need a look
 
     def lines(self) -> list[str]:
         counts = exporting.summary_counts(results=list(self.results))
@@ -70,6 +74,7 @@ class RunSummary:
             f"feedback:  {self.output_folder / 'feedback'}",
             f"integrity: {self.output_folder / 'integrity.html'}",
             f"report:    {self.output_folder / 'report.html'}",
+            f"similar:   {self.similar_pairs} pairs of teams to compare ({self.output_folder / 'similarity.csv'})",
             *([f"OLAT:      {self.olat.bulk_assessment.parent} ({len(self.olat.rows)} students; "
                f"{len(self.olat.left_out)} left out, see {self.olat.left_out_file.name})"] if self.olat else []),
         ]]
@@ -188,6 +193,7 @@ def grade_download(*, download: Path, course_root: Path, output_folder: Path, wo
     ensure_tools_on_path()
     config = course_config(course_root)
     require_sandbox(config)
+    similarity_settings = settings_from(config)
     if not scheduler:
         # Kernels' torch import overlaps with the import of the download; local workers share it.
         share_fork_server()
@@ -224,7 +230,11 @@ def grade_download(*, download: Path, course_root: Path, output_folder: Path, wo
     refreshed = feedback.refresh_feedback(course_root=course_root, database=database, teams=teams,
                                           state_folder=course_root / STATE_FOLDER, made_by_autograding=changed,
                                           workers=max(1, workers))
-    write_outputs(course_root=course_root, output_folder=output_folder, results=results, imported=imported)
+    # After grading: the judge's verdicts in the autograded notebooks are part of the evidence.
+    similar = compare_course(course_root=course_root, settings=similarity_settings,
+                             teams=[team for team in teams if autograded_notebook(course_root, team).exists()])
+    write_outputs(course_root=course_root, output_folder=output_folder, results=results, imported=imported,
+                  similarity=similar)
     olat = olat_export.export_for_olat(
         results=results, roster=imported.roster,
         waiting={team: len(ids) for team, ids in feedback.answers_waiting_for_ta(database=database, teams=teams).items()},
@@ -232,7 +242,8 @@ def grade_download(*, download: Path, course_root: Path, output_folder: Path, wo
         pass_mark=olat_export.pass_mark(config=config))
     shutil.rmtree(course_root / STATE_FOLDER / "staging", ignore_errors=True)
     return RunSummary(tuple(results), tuple(changed), imported.problems, imported.missing, output_folder,
-                      time.monotonic() - started, olat=olat, feedback_refreshed=refreshed)
+                      time.monotonic() - started, olat=olat, feedback_refreshed=refreshed,
+                      similar_pairs=len(similar.flagged))
 
 
 def collect_results(*, course_root: Path, imported: importing.ImportResult, database: str) -> list[TeamResult]:
@@ -310,15 +321,17 @@ def team_member_problems(*, results: list[TeamResult],
 
 
 def write_outputs(*, course_root: Path, output_folder: Path, results: list[TeamResult],
-                  imported: importing.ImportResult) -> None:
+                  imported: importing.ImportResult, similarity: SimilarityReport | None = None) -> None:
     output_folder.mkdir(parents=True, exist_ok=True)
     exporting.write_grades_csv(results=results, roster=imported.roster, path=output_folder / "grades.csv")
     copy_feedback(course_root=course_root, feedback_folder=output_folder / "feedback", results=results)
     findings = {result.team_id: result.findings for result in results}
     (output_folder / "integrity.txt").write_text(integrity.format_report(findings_by_team=findings), encoding="utf-8")
     (output_folder / "integrity.html").write_text(integrity.report_html(findings_by_team=findings), encoding="utf-8")
+    if similarity is not None:
+        similarity_report.write_similarity(report=similarity, output_folder=output_folder)
     reporting.write_report(results=results, problems=imported.problems, missing=imported.missing,
-                           output_folder=output_folder)
+                           output_folder=output_folder, similarity=similarity)
 
 
 def copy_feedback(*, course_root: Path, feedback_folder: Path, results: list[TeamResult]) -> None:

@@ -26,6 +26,8 @@ from coursekit.records import CellScore
 from coursekit.olat.importing import ImportProblem
 from coursekit.records import TASK_CELLS, TeamResult
 from coursekit.reports.templating import render
+from coursekit.reports.similarity_report import attention_rows as similarity_rows
+from coursekit.similarity.records import SimilarityReport
 
 REPORT_NAME = "report.html"
 MOST_OFTEN_WRONG = 8
@@ -94,9 +96,10 @@ def team_points(result: TeamResult) -> TeamPoints:
 
 
 def write_report(
-    *, results: list[TeamResult], problems: tuple[ImportProblem, ...], missing: tuple[str, ...], output_folder: Path
+    *, results: list[TeamResult], problems: tuple[ImportProblem, ...], missing: tuple[str, ...], output_folder: Path,
+    similarity: SimilarityReport | None = None,
 ) -> Path:
-    """Write output_folder/report.html and return its path."""
+    """Write output_folder/report.html and return its path; `similarity` adds its flagged pairs to what needs attention."""
     results = sorted(results, key=lambda result: result.team_id)
     points = {result.team_id: team_points(result) for result in results}
     # Teams with grades, crashed and timed-out ones included: their points are real.
@@ -107,7 +110,8 @@ def write_report(
     page = render(
         "report.html.j2",
         style=STYLE,
-        attention=_needs_attention(results, points, problems, missing, anchors),
+        attention=_needs_attention(results, points, problems, missing, anchors)
+        + (similarity_rows(similarity) if similarity else []),
         teams=[_team_row(result, points[result.team_id]) for result in results],
         progress=_ta_progress(scored),
         summary=_summary(results, scored, points, missing),
