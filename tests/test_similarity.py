@@ -316,3 +316,20 @@ def test_report_html_lists_flagged_pairs_and_links_their_pages(release, tmp_path
     attention = page.split('id="attention"', 1)[1].split("</table>", 1)[0]
     assert "similar answers" in attention and 'href="similarity/pair-001.html"' in attention
     assert (tmp_path / "similarity" / "pair-001.html").exists()
+
+
+def test_a_failure_reads_the_same_for_every_team_up_to_the_graders_values():
+    """The same wrong answer, judged on two teams' own given values, gives the same failure to compare."""
+    import nbformat
+
+    from coursekit.similarity.answers import verdict_failures
+
+    def test_cell(found):
+        return nbformat.v4.new_code_cell("", outputs=[
+            nbformat.v4.new_output("execute_result", data={"text/plain": "0.0"}, execution_count=1),
+            nbformat.v4.new_output("stream", name="stdout", text=(
+                "Autograder: 0 of 3 points\n[FAILED] Q: `Q` is not the projection of `x_words` asked for. "
+                f"On the grader's values: expected [[1.0, 2.0]], found {found}.\n[passed] K\n"))])
+
+    first, second = verdict_failures(test_cell("[[3.0, 4.0]]")), verdict_failures(test_cell("[[5.5, 6.5]]"))
+    assert first == second == ("[FAILED] Q: `Q` is not the projection of `x_words` asked for.",)

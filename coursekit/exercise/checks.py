@@ -34,6 +34,7 @@ import numpy
 import torch
 import torch.nn.functional as F
 
+from coursekit.course import ON_GRADERS_VALUES
 from coursekit.exercise import forms, references
 from coursekit.exercise.given import SHEET, GivenValues
 from coursekit.protocol import (
@@ -523,8 +524,8 @@ def check_loss(record: AnswerRecord, situation: Situation) -> None:
         raise WrongAnswer(f"`loss` should be a scalar tensor, found shape {tuple(loss.shape)}.")
     expected = references.cross_entropy(output, situation.given)
     if not same_values(loss, expected):
-        raise WrongAnswer(f"`loss` is {float(loss):.6g}; the cross-entropy of `output` against `y` on the grader's "
-                          f"values is {float(expected):.6g} (apply it to the raw logits).")
+        raise WrongAnswer("`loss` is not the cross-entropy of `output` against `y` (apply it to the raw logits). "
+                          f"{ON_GRADERS_VALUES} expected {float(expected):.6g}, found {float(loss):.6g}.")
 
 
 # ---------------------------------------------------------------- Task 4
@@ -534,7 +535,7 @@ def check_against_attention_reference(record: AnswerRecord, situation: Situation
     expected = references.attention(situation.given)[name]
     found = require_tensor(record, name, tuple(expected.shape))
     if not same_values(found, expected):
-        raise WrongAnswer(f"{message} On the grader's values: expected {shown(expected)}, found {shown(found)}.")
+        raise WrongAnswer(f"{message} {ON_GRADERS_VALUES} expected {shown(expected)}, found {shown(found)}.")
 
 
 def check_query(record: AnswerRecord, situation: Situation) -> None:
@@ -569,7 +570,7 @@ def check_variance_of(record: AnswerRecord, situation: Situation, name: str, sou
     source = references.attention(situation.given)[source_name]
     candidates = [float(source.var(unbiased=unbiased)) for unbiased in (True, False)]
     if not any(abs(found - expected) <= 1e-6 * max(1.0, abs(expected)) for expected in candidates):
-        raise WrongAnswer(f"`{name}` is not the variance of all entries of `{source_name}`: on the grader's values "
+        raise WrongAnswer(f"`{name}` is not the variance of all entries of `{source_name}`. {ON_GRADERS_VALUES} "
                           f"expected {candidates[0]:.6g} (or {candidates[1]:.6g} for the population variance), "
                           f"found {found:.6g}.")
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from nbformat import NotebookNode
 
-from coursekit.course import (ASSIGNMENT_ID, NOTEBOOK_NAME, answer_of_test, autograded_notebook,
+from coursekit.course import (ON_GRADERS_VALUES, ASSIGNMENT_ID, NOTEBOOK_NAME, answer_of_test, autograded_notebook,
                               course_directory, is_autograded_cell)
 from coursekit.errors import CourseKitError
 from coursekit.notebooks import grade_id, is_answer_cell, read_notebook
@@ -31,7 +31,9 @@ def verdict_failures(cell: NotebookNode) -> tuple[str, ...]:
             text = output.get("text", "")
             text = "".join(text) if isinstance(text, list) else str(text)
             if text.startswith(VERDICT_START):
-                return tuple(line.strip() for line in text.splitlines() if line.startswith(FAILED))
+                # Up to the numbers on this team's own given values: the same wrong answer reads the same.
+                return tuple(line.split(ON_GRADERS_VALUES, 1)[0].strip()
+                             for line in text.splitlines() if line.startswith(FAILED))
             return ()
     return ()
 
