@@ -5,6 +5,7 @@ download gives the same grades either way; a worker killed mid-run has its
 team graded by the other worker, and every team is merged exactly once.
 """
 import csv
+import os
 import re
 import threading
 import time
@@ -18,6 +19,7 @@ from coursekit.engine import grading
 from coursekit.engine.run import executor_for, grade_teams
 from coursekit.engine.workflow import grade_download
 from coursekit.errors import CourseKitError
+from coursekit.exercise.given import SECRET_FILE
 from conftest import REPOSITORY
 from dask_cluster import start_cluster
 from test_workflow import ROSTER, class_download, fresh_course, per_cell
@@ -45,8 +47,12 @@ def test_a_download_gets_the_same_grades_on_dask_as_on_local_workers(tmp_path, s
     roster = tmp_path / "roster.csv"
     roster.write_text(ROSTER)
     runs = {}
+    secret = os.urandom(32)  # one course graded twice: the same secret, so the grader draws the same values
     for name, scheduler in (("local", None), ("dask", cluster.address)):
-        runs[name] = grade_download(download=download, course_root=fresh_course(tmp_path, name),
+        course = fresh_course(tmp_path, name)
+        (course / SECRET_FILE).parent.mkdir(parents=True, exist_ok=True)
+        (course / SECRET_FILE).write_bytes(secret)
+        runs[name] = grade_download(download=download, course_root=course,
                                     output_folder=tmp_path / f"results-{name}", workers=2, roster=roster,
                                     scheduler=scheduler)
     assert per_cell(runs["dask"]) == per_cell(runs["local"])
