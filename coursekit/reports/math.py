@@ -45,17 +45,17 @@ EXTRA_STYLE = ".katex-display { overflow-x: auto; overflow-y: hidden; }"
 
 
 def render_script(*, selector: str | None = "body") -> str:
-    """Defines window.coursekitRenderMath(element), and renders the formulas inside `selector` once
+    """Defines window.renderFormulas(element), and renders the formulas inside `selector` once
     the page is read (None: the page calls it itself)."""
     options = json.dumps(RENDER_OPTIONS)
     render_now = ("" if selector is None else
                   "  function renderPage() {\n"
-                  f"    document.querySelectorAll({json.dumps(selector)}).forEach(window.coursekitRenderMath);\n"
+                  f"    document.querySelectorAll({json.dumps(selector)}).forEach(window.renderFormulas);\n"
                   "  }\n"
                   "  if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', renderPage);\n"
                   "  else renderPage();\n")
     return ("(function () {\n"
-            "  window.coursekitRenderMath = function (element) {\n"
+            "  window.renderFormulas = function (element) {\n"
             f"    window.renderMathInElement(element || document.body, {options});\n"
             "  };\n"
             f"{render_now}"

@@ -8,7 +8,7 @@
   const listeners = [];
 
   function typeset(element) {
-    if (window.coursekitRenderMath) window.coursekitRenderMath(element || document.body);
+    if (window.renderFormulas) window.renderFormulas(element || document.body);
   }
 
   function start() {
