@@ -383,6 +383,31 @@ def test_the_formgrader_shows_the_rubric_beside_each_answer_offline(graded, serv
     assert "Rubric (4 points)" not in (results / "feedback" / "anna_bob.html").read_text(encoding="utf-8")
 
 
+def test_the_formgrader_opened_first_with_its_token_loads_and_renders_formulas(graded, server, browser):
+    """A TA follows a formgrader link with ?token= before opening any other page of the server."""
+    course, *_ = graded
+    with gradebook_of(course) as gradebook:
+        submission_id = gradebook.find_submission_notebook(NOTEBOOK_NAME, ASSIGNMENT_ID, "anna_bob").id
+    for path in (f"/formgrader/gradebook/{ASSIGNMENT_ID}/{NOTEBOOK_NAME}", f"/formgrader/submissions/{submission_id}/"):
+        context = browser.new_context()
+        context.route(re.compile(r"^https?://(?!127\.0\.0\.1)"), lambda route: route.abort())
+        page = context.new_page()
+        redirected = []
+        page.on("response", lambda response: redirected.append(response.url) if response.status == 302 else None)
+        page.goto(f"{server.root}{path}?token={server.token}")
+        if "gradebook" in path:
+            # The list of submissions comes from /formgrader/api/...: it was answered 302 (to the login page).
+            page.wait_for_selector("table tbody tr td a", timeout=30_000)
+            assert page.locator("table tbody tr").count() == 3
+        else:
+            page.wait_for_function("window.MathJax && window.MathJax.loaded === true", timeout=30_000)
+            page.wait_for_selector(f"#{QUESTION}-comment", state="attached")
+            # The sheet's formulas, rendered by the kit's KaTeX without a CDN.
+            assert page.locator(".katex").count() >= 1
+        assert [url for url in redirected if "/api/" in url or "/coursekit/static/" in url] == []
+        context.close()
+
+
 def test_rebuild_keeps_the_team_members_cell_however_it_was_saved():
     release = read_notebook(REPOSITORY / "release" / ASSIGNMENT_ID / f"{NOTEBOOK_NAME}.ipynb")
     index = next(number for number, cell in enumerate(release.cells) if is_team_members_cell(cell))
