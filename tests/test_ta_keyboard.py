@@ -6,7 +6,8 @@ gradebook nbgrader supports here: SQLite and a real PostgreSQL server
 (tests/postgres.py). `coursekit ta-grade` then serves the page with a fake
 save latency of 300 ms (a test-only setting; off by default), and headless
 Chromium types as a TA does. Every check reads nbgrader's gradebook, never
-the page's own word. Each test grades questions of its own.
+the page's own word. Each test grades questions of its own; the last one
+talks to the page's API directly.
 """
 from __future__ import annotations
 
@@ -23,9 +24,10 @@ from test_ta_grading import CHROMIUM, CHROMIUM_ARGS, GradingServer, graded_class
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium at /usr/bin/chromium")
 
-FAST, PACED, EMPTY_ENTER, ALONE, TWO_TAS, SCORE_ONLY = (
-    "bmm_why_d", "bmm_context", "embedding_purpose", "embedding_args", "learning_rate_issues", "params_vs_hyperparams")
-QUESTIONS = (FAST, PACED, EMPTY_ENTER, ALONE, TWO_TAS, SCORE_ONLY)
+FAST, PACED, EMPTY_ENTER, ALONE, TWO_TAS, SCORE_ONLY, ALONE_MEANWHILE = (
+    "bmm_why_d", "bmm_context", "embedding_purpose", "embedding_args", "learning_rate_issues", "params_vs_hyperparams",
+    "embedding_out_of_range")
+QUESTIONS = (FAST, PACED, EMPTY_ENTER, ALONE, TWO_TAS, SCORE_ONLY, ALONE_MEANWHILE)
 SAVE_LATENCY = 0.3
 THREE = "Shapes must agree: the inner dimensions of the product are equal."
 TWO = "Because bmm multiplies batches of matrices."
@@ -260,3 +262,23 @@ def test_a_score_only_save_keeps_the_comment_another_ta_wrote(backend, server, b
     assert gradebook_grades(backend, SCORE_ONLY)["gus"] == (2.0, "Names the batch, not the inner dimensions.")
     first.close()
     second.close()
+
+
+def test_a_group_save_skips_a_team_graded_alone_since_the_page_saw_it(backend, server):
+    """Through the page's API: the first TA's page saw the group ungraded; meanwhile a second TA gave
+    one team a comment of its own (no score, so no score version changed)."""
+    seen = server.grades(ALONE_MEANWHILE)
+    assert all(seen[team]["follows"] for team in GROUP_OF_THREE)
+    server.save(ALONE_MEANWHILE, ["cai_cem"], comment="Own words, but only half of it.", as_group=False)
+    body = {"assignment": ASSIGNMENT_ID, "notebook": NOTEBOOK_NAME, "question": ALONE_MEANWHILE, "as": "group",
+            "changes": [{"team": team, "score": 2, "score_seen": seen[team]["scoreVersion"]} for team in GROUP_OF_THREE]}
+    answer = server.post_grades(body)
+    assert sorted(item["team"] for item in answer["saved"]) == ["ann_ben", "dan"]
+    assert [(item["team"], item["field"], item["theirs"]["follows"]) for item in answer["conflicts"]] == [
+        ("cai_cem", "score", False)]
+    assert gradebook_grades(backend, ALONE_MEANWHILE)["cai_cem"] == (None, "Own words, but only half of it.")
+    # Given on purpose (g, or m after the conflict), the group's grade reaches it, and it follows the group again.
+    answer = server.post_grades({**body, "explicit": True, "changes": [
+        {"team": "cai_cem", "score": 2, "score_seen": answer["conflicts"][0]["theirs"]["scoreVersion"]}]})
+    assert answer["conflicts"] == [] and answer["saved"][0]["follows"] is True
+    assert gradebook_grades(backend, ALONE_MEANWHILE)["cai_cem"] == (2.0, "Own words, but only half of it.")

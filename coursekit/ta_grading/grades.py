@@ -188,11 +188,14 @@ def team_grade(team_id: str, grade: Grade, comment: Comment | None, recorded: tu
 
 
 def apply_changes(gradebook: Gradebook, *, grade_id: str, notebook_id: str, assignment_id: str, max_score: float,
-                  changes: list[TeamChange], as_group: bool) -> SaveOutcome:
+                  changes: list[TeamChange], as_group: bool, explicit: bool = False) -> SaveOutcome:
     """Write the changes whose fields nobody changed since the TA saw them, in one transaction.
 
     `as_group`: the TA set these values for the team's group; otherwise for
-    the team alone, which then keeps them through group saves.
+    the team alone, which then keeps them through group saves. A group's
+    values reach a team graded alone only when the TA says so (`explicit`):
+    a team someone graded alone since the page saw it following its group
+    (even by a comment only) is refused as a conflict.
     """
     for change in changes:
         check_change(change, max_score=max_score, grade_id=grade_id)
@@ -208,9 +211,10 @@ def apply_changes(gradebook: Gradebook, *, grade_id: str, notebook_id: str, assi
         for change in sorted(changes, key=lambda change: change.team_id):
             grade, comment, recorded = rows[change.team_id]
             before = team_grade(change.team_id, grade, comment, recorded)
+            graded_alone = as_group and not explicit and not before.follows_group
             written = False
             if change.score is not None:
-                if change.score_seen != before.score_version:
+                if graded_alone or change.score_seen != before.score_version:
                     conflicts.append(Conflict(change.team_id, SCORE, change.score, before))
                 else:
                     grade.manual_score = change.score
@@ -219,7 +223,7 @@ def apply_changes(gradebook: Gradebook, *, grade_id: str, notebook_id: str, assi
             if change.comment is not None:
                 if comment is None:
                     raise MissingEntry(f"{grade_id} of {change.team_id} takes no comment")
-                if change.comment_seen != before.comment_version:
+                if graded_alone or change.comment_seen != before.comment_version:
                     conflicts.append(Conflict(change.team_id, COMMENT, change.comment, before))
                 else:
                     comment.manual_comment = change.comment or None

@@ -121,7 +121,9 @@ class GradesApiHandler(TaGradingHandler):
     per team a new `score` and/or `comment`, each with the version of the
     field the page showed (`score_seen`, `comment_seen`). A score cannot be
     emptied. Fields changed since the page saw them are not written and come
-    back as conflicts, with the value saved in the meantime.
+    back as conflicts, with the value saved in the meantime; so do a group's
+    values for a team graded alone, unless the TA gave them to it on purpose
+    ("explicit": true).
     """
 
     @web.authenticated
@@ -138,12 +140,13 @@ class GradesApiHandler(TaGradingHandler):
 
     @web.authenticated
     async def post(self) -> None:
-        question, changes, as_group = self.read_changes()
+        question, changes, as_group, explicit = self.read_changes()
         latency = self.settings[SETTINGS].save_latency
         if latency > 0:
             await asyncio.sleep(latency)
         try:
-            outcome, progress = save_changes(paths=self.paths, question=question, changes=changes, as_group=as_group)
+            outcome, progress = save_changes(paths=self.paths, question=question, changes=changes, as_group=as_group,
+                                             explicit=explicit)
         except MissingEntry as error:
             raise web.HTTPError(404, f"not in the gradebook: {error}") from None
         except ValueError as error:
@@ -152,18 +155,19 @@ class GradesApiHandler(TaGradingHandler):
                     "conflicts": [conflict.as_json() for conflict in outcome.conflicts],
                     "graded": progress.graded, "total": progress.total})
 
-    def read_changes(self) -> tuple[QuestionRef, list[TeamChange], bool]:
+    def read_changes(self) -> tuple[QuestionRef, list[TeamChange], bool, bool]:
         try:
             body = json.loads(self.request.body or b"{}")
             question = question_from(str(body["assignment"]), str(body["notebook"]), str(body["question"]))
             as_group = {"group": True, "team": False}[body["as"]]
+            explicit = body.get("explicit", False) is True
             changes = [change_from(item) for item in body["changes"]]
         except (ValueError, KeyError, TypeError, AttributeError):
             raise web.HTTPError(400, "expected assignment, notebook, question, as (group or team) and changes: "
                                      "[{team, score, score_seen, comment, comment_seen}]") from None
         if not changes:
             raise web.HTTPError(400, "no team to grade")
-        return question, changes, as_group
+        return question, changes, as_group, explicit
 
     def reply(self, value: dict) -> None:
         self.set_header("Content-Type", "application/json")

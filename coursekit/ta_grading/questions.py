@@ -242,8 +242,8 @@ def read_answer(paths: CoursePaths, question: QuestionRef, team_id: str) -> tupl
     return texts.get(question.grade_id, ""), members
 
 
-def save_changes(*, paths: CoursePaths, question: QuestionRef, changes: list[TeamChange],
-                 as_group: bool) -> tuple[SaveOutcome, QuestionProgress]:
+def save_changes(*, paths: CoursePaths, question: QuestionRef, changes: list[TeamChange], as_group: bool,
+                 explicit: bool = False) -> tuple[SaveOutcome, QuestionProgress]:
     """Save a TA's changes to some teams' grades of one question, in one short transaction.
 
     Only those teams' Grade and Comment rows of this question are written, so
@@ -254,7 +254,7 @@ def save_changes(*, paths: CoursePaths, question: QuestionRef, changes: list[Tea
         max_score = max_score_of(gradebook, question)
         outcome = apply_changes(gradebook, grade_id=question.grade_id, notebook_id=question.notebook_id,
                                 assignment_id=question.assignment_id, max_score=max_score, changes=changes,
-                                as_group=as_group)
+                                as_group=as_group, explicit=explicit)
         progress = question_progress(gradebook, question, max_score)
     scored = [grade.team_id for grade in outcome.saved if grade.manual_score is not None]
     for team_id in scored:

@@ -203,8 +203,9 @@
   }
 
   // Each field names the version the TA saw: the server's, or what an earlier save of this page will write.
-  function enqueue(target, asGroup, changes, typed) {
-    const job = {id: nextJob++, target: target, asGroup: asGroup, typed: typed, produced: {}, seen: {}, changes: []};
+  function enqueue(target, asGroup, changes, typed, explicit) {
+    const job = {id: nextJob++, target: target, asGroup: asGroup, explicit: Boolean(explicit), typed: typed,
+                 produced: {}, changes: []};
     changes.forEach(function (change) {
       const entry = Object.assign({}, change);
       ["score", "comment"].forEach(function (field) {
@@ -238,7 +239,7 @@
     sending = true;
     const job = queue[0];
     const body = {assignment: config.assignment, notebook: config.notebook, question: config.question,
-                  as: job.asGroup ? "group" : "team", changes: job.changes.map(function (change) {
+                  as: job.asGroup ? "group" : "team", explicit: job.explicit, changes: job.changes.map(function (change) {
                     const item = {team: change.team};
                     if (change.score !== undefined) { item.score = change.score; item.score_seen = seenVersion(job, change.team, "score"); }
                     if (change.comment !== undefined) { item.comment = change.comment; item.comment_seen = seenVersion(job, change.team, "comment"); }
@@ -312,7 +313,10 @@
       conflict.items.forEach(function (item) {
         const line = document.createElement("p");
         const mine = item.field === "score" ? formatPoints(item.mine) + " points" : (item.mine ? "comment “" + item.mine + "”" : "no comment");
-        line.textContent = item.team + ": another TA saved " + describe(item.theirs, item.field) + " after you saw it; yours: " + mine + ".";
+        const alone = conflict.job.asGroup && !item.theirs.follows;
+        line.textContent = item.team + (alone ? ": was graded alone meanwhile (" + describe(item.theirs, "score") + ", " +
+          describe(item.theirs, "comment") + "); the group's " + mine + " did not go to it."
+          : ": another TA saved " + describe(item.theirs, item.field) + " after you saw it; yours: " + mine + ".");
         box.appendChild(line);
       });
     });
@@ -335,7 +339,8 @@
       conflict.items.forEach(function (item) {
         const change = {team: item.team, seenVersion: item.theirs[item.field + "Version"]};
         change[item.field] = item.mine;
-        enqueue(target, conflict.job.asGroup, [change], conflict.job.typed);
+        // Keeping mine is on purpose: also for a team graded alone meanwhile.
+        enqueue(target, conflict.job.asGroup, [change], conflict.job.typed, true);
       });
       say(target, "saving…");
     } else {
@@ -399,7 +404,7 @@
       // Same values already: saving them as the group's makes the team follow it again.
       change.comment = comment;
     }
-    enqueue(target, true, [change], {score: String(read.score), comment: comment});
+    enqueue(target, true, [change], {score: String(read.score), comment: comment}, true);
     target.edit = {};
     target.failed = false;
     say(target, "saving…");
@@ -426,8 +431,8 @@
 
   targets.forEach(function (target) {
     target.element.addEventListener("click", function () { select(target.index); });
-    target.score.addEventListener("input", function () { target.edit.score = target.score.value; });
-    target.comment.addEventListener("input", function () { target.edit.comment = target.comment.value; });
+    target.score.addEventListener("input", function () { target.edit.score = target.score.value; say(target, "not saved yet"); });
+    target.comment.addEventListener("input", function () { target.edit.comment = target.comment.value; say(target, "not saved yet"); });
   });
 
   document.addEventListener("keydown", function (event) {
@@ -485,7 +490,10 @@
   });
 
   window.addEventListener("beforeunload", function (event) {
-    if (!leaveConfirmed && (queue.length || conflicts.length || targets.some(function (target) { return target.failed; }))) {
+    const unsaved = targets.some(function (target) {
+      return target.failed || target.edit.score !== undefined || target.edit.comment !== undefined;
+    });
+    if (!leaveConfirmed && (queue.length || conflicts.length || unsaved)) {
       event.preventDefault();
       event.returnValue = "";
     }
