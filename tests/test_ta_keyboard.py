@@ -1,9 +1,10 @@
 """The question page under a TA's fingers: keys faster than the server, answer groups, two TAs.
 
 A class of eight teams (answer groups of three and two, three single
-answers, one blank) is graded once with real `coursekit grade` on each
-gradebook nbgrader supports here: SQLite and a real PostgreSQL server
-(tests/postgres.py). `coursekit ta-grade` then serves the page with a fake
+answers, one blank) is graded once with real `coursekit grade`; every test
+runs on its SQLite gradebook and on a copy of it in a real PostgreSQL server
+(tests/postgres.py; test_postgres_gradebook.py grades on PostgreSQL itself).
+`coursekit ta-grade` then serves the page with a fake
 save latency of 300 ms (a test-only setting; off by default), and headless
 Chromium types as a TA does. Every check reads nbgrader's gradebook, never
 the page's own word. Each test grades questions of its own; the last one
@@ -13,11 +14,13 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from nbgrader.api import Gradebook
+from nbgrader.api import Base, Gradebook
+from sqlalchemy import create_engine, insert, select
 
 from coursekit.course import ASSIGNMENT_ID, NOTEBOOK_NAME
 from test_ta_grading import CHROMIUM, CHROMIUM_ARGS, GradingServer, graded_class
@@ -39,6 +42,7 @@ ANSWERS = {
 }
 GROUP_OF_THREE, GROUP_OF_TWO = ["ann_ben", "cai_cem", "dan"], ["eli_eva", "fay"]
 HALF_RIGHT = "Half right: the inner dimensions, but not why."
+PRISTINE = "gradebook-as-graded.db"
 
 
 @dataclass(frozen=True)
@@ -48,15 +52,43 @@ class Backend:
     db_url: str
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def backend(request, tmp_path_factory) -> Backend:
-    folder = tmp_path_factory.mktemp(f"keys-{request.param}")
-    db_url = request.getfixturevalue("postgres_database")("keys") if request.param == "postgresql" else None
+@pytest.fixture(scope="module")
+def graded_on_sqlite(tmp_path_factory) -> Path:
     teams = {team: (f"Team members: {team}", {question: text for question in QUESTIONS} if text else {})
              for team, text in ANSWERS.items()}
-    course, *_ = graded_class(folder=folder, teams=teams, roster="username,first_name,last_name,email\n",
-                              db_url=db_url)
-    return Backend(request.param, course, db_url or f"sqlite:///{course / 'gradebook.db'}")
+    course, *_ = graded_class(folder=tmp_path_factory.mktemp("keys-sqlite"), teams=teams,
+                              roster="username,first_name,last_name,email\n")
+    # As graded, before the tests on SQLite grade anything: what the copy on PostgreSQL starts from.
+    shutil.copyfile(course / "gradebook.db", course.parent / PRISTINE)
+    return course
+
+
+def copy_gradebook(source: str, target: str) -> None:
+    """Every row of an nbgrader gradebook into an empty database, whose tables nbgrader makes itself."""
+    Gradebook(target, "ml-ex2").close()   # tables, migration stamp and the course's row
+    reading_engine, writing_engine = create_engine(source), create_engine(target)
+    with reading_engine.connect() as reading, writing_engine.begin() as writing:
+        for table in Base.metadata.sorted_tables:   # referenced tables first
+            rows = [dict(row._mapping) for row in reading.execute(select(table))]
+            if rows and table.name != "course":
+                writing.execute(insert(table), rows)
+    reading_engine.dispose()
+    writing_engine.dispose()
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def backend(request, graded_on_sqlite, tmp_path_factory) -> Backend:
+    sqlite_url = f"sqlite:///{graded_on_sqlite / 'gradebook.db'}"
+    if request.param == "sqlite":
+        return Backend("sqlite", graded_on_sqlite, sqlite_url)
+    course = tmp_path_factory.mktemp("keys-postgresql") / "course"
+    shutil.copytree(graded_on_sqlite, course)
+    db_url = request.getfixturevalue("postgres_database")("keys")
+    copy_gradebook(f"sqlite:///{graded_on_sqlite.parent / PRISTINE}", db_url)
+    (course / "gradebook.db").unlink()
+    with open(course / "nbgrader_config.py", "a", encoding="utf-8") as config:
+        config.write(f'\nc.CourseDirectory.db_url = "{db_url}"\n')
+    return Backend("postgresql", course, db_url)
 
 
 @pytest.fixture(scope="module")
