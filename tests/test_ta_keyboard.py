@@ -23,14 +23,14 @@ from nbgrader.api import Base, Gradebook
 from sqlalchemy import create_engine, insert, select
 
 from coursekit.course import ASSIGNMENT_ID, NOTEBOOK_NAME
-from test_ta_grading import CHROMIUM, CHROMIUM_ARGS, GradingServer, graded_class
+from test_ta_grading import CHROMIUM, GradingServer, browser, graded_class  # noqa: F401 (browser: a fixture)
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium at /usr/bin/chromium")
 
-FAST, PACED, EMPTY_ENTER, ALONE, TWO_TAS, SCORE_ONLY, ALONE_MEANWHILE = (
+FAST, PACED, EMPTY_ENTER, ALONE, TWO_TAS, SCORE_ONLY, ALONE_MEANWHILE, FAILING = (
     "bmm_why_d", "bmm_context", "embedding_purpose", "embedding_args", "learning_rate_issues", "params_vs_hyperparams",
-    "embedding_out_of_range")
-QUESTIONS = (FAST, PACED, EMPTY_ENTER, ALONE, TWO_TAS, SCORE_ONLY, ALONE_MEANWHILE)
+    "embedding_out_of_range", "net_no_output_activation")
+QUESTIONS = (FAST, PACED, EMPTY_ENTER, ALONE, TWO_TAS, SCORE_ONLY, ALONE_MEANWHILE, FAILING)
 SAVE_LATENCY = 0.3
 THREE = "Shapes must agree: the inner dimensions of the product are equal."
 TWO = "Because bmm multiplies batches of matrices."
@@ -96,15 +96,6 @@ def server(backend):
     running = GradingServer(backend.course, settings={"save_latency": SAVE_LATENCY, "poll_seconds": 1})
     yield running
     running.stop()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 def gradebook_grades(backend: Backend, question: str) -> dict[str, tuple[float | None, str | None]]:
@@ -294,6 +285,28 @@ def test_a_score_only_save_keeps_the_comment_another_ta_wrote(backend, server, b
     assert gradebook_grades(backend, SCORE_ONLY)["gus"] == (2.0, "Names the batch, not the inner dimensions.")
     first.close()
     second.close()
+
+
+def test_a_failed_save_says_so_at_the_answer_and_keeps_the_value(backend, server, browser):
+    page = TaPage(browser, server, FAILING)
+    saves = re.compile(r"/coursekit/api/grades$")
+    page.page.route(saves, lambda route: route.abort() if route.request.method == "POST" else route.continue_())
+    page.press(["2", "c", "type:Says why.", "Enter"])
+    page.all_saved()
+    group = page.target(GROUP_OF_THREE, "group")
+    assert "not saved" in group.locator(".state").text_content()
+    assert group.locator("input.score").input_value() == "2"
+    assert group.locator("textarea.comment").input_value() == "Says why."
+    assert group.get_attribute("data-graded") == "false" and "1 not saved" in page.page.locator("#saves").text_content()
+    assert [gradebook_grades(backend, FAILING)[team] for team in GROUP_OF_THREE] == [(None, None)] * 3
+    # The server is back: Enter on the answer saves what its fields still hold.
+    page.page.unroute(saves)
+    page.select(GROUP_OF_THREE, "group")
+    page.press(["Enter"])
+    page.all_saved()
+    assert group.locator(".state").text_content() == "saved"
+    assert [gradebook_grades(backend, FAILING)[team] for team in GROUP_OF_THREE] == [(2.0, "Says why.")] * 3
+    page.close()
 
 
 def test_a_group_save_skips_a_team_graded_alone_since_the_page_saw_it(backend, server):
