@@ -203,9 +203,8 @@ class TaWriter(threading.Thread):
                     continue
                 score, comment = float(1 + number % int(max_score)), comment_of(number, team)
                 started = time.time()
-                saved = save_as_ta(self.paths, QuestionRef(ASSIGNMENT_ID, NOTEBOOK_NAME, question), [team],
-                                   score=score, comment=comment)
-                assert saved.conflicts == (), saved
+                save_as_ta(self.paths, QuestionRef(ASSIGNMENT_ID, NOTEBOOK_NAME, question), [team],
+                           score=score, comment=comment)
                 committed = time.time()
                 self.writes.append(Write(number, team, question, score, comment, started, committed,
                                          after_merge=merged, before_merge=not self.carl_merged()))

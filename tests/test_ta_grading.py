@@ -73,6 +73,7 @@ def save_as_ta(paths, question: QuestionRef, team_ids: list[str], *, score: floa
                           comment=comment, comment_seen=seen[team].comment_version if comment is not None else None)
                for team in team_ids]
     outcome, _ = save_changes(paths=paths, question=question, changes=changes, as_group=as_group)
+    assert outcome.conflicts == (), outcome.conflicts
     return outcome
 
 
@@ -315,7 +316,8 @@ def test_two_tas_on_different_questions_lose_nothing(graded, server):
     def ta(question: str, points: list[int]) -> None:
         try:
             for step, score in enumerate(points):
-                saved = server.save(question, [teams[step % 2]], score=score, comment=f"{question} {step}")
+                saved = server.save(question, [teams[step % 2]], score=score, comment=f"{question} {step}",
+                                    as_group=False)
                 assert saved["conflicts"] == [], saved
         except Exception as error:  # reported below, from the test's thread
             errors.append(error)
@@ -439,7 +441,7 @@ def test_autograding_again_keeps_ta_grades_of_unchanged_answers(graded):
     first = grading.autograde(course_root=course, extra_arguments=("--student", "carl_dora"))
     assert first.returncode == 0, first.stderr[-3000:]
     save_as_ta(paths, QuestionRef(ASSIGNMENT_ID, NOTEBOOK_NAME, SECOND), ["carl_dora"], score=2.5,
-               comment="kept after autograding")
+               comment="kept after autograding", as_group=False)
     second = grading.autograde(course_root=course, extra_arguments=("--student", "carl_dora"))
     assert second.returncode == 0, second.stderr[-3000:]
     assert grade_and_comment(course, SECOND, "carl_dora") == (2.5, "kept after autograding", False)

@@ -287,6 +287,19 @@ def test_a_score_only_save_keeps_the_comment_another_ta_wrote(backend, server, b
     second.close()
 
 
+def test_an_answer_of_one_team_graded_elsewhere_is_graded_again_on_the_page(backend, server, browser):
+    """gus's answer is a group of its own: graded alone first (as in the formgrader), Enter grades it again."""
+    server.save(FAILING, ["gus"], score=1, comment="From the formgrader.", as_group=False)
+    page = TaPage(browser, server, FAILING)
+    page.select(["gus"], "group")
+    assert page.target(["gus"], "group").locator("input.score").input_value() == "1"
+    page.press(["3", "Enter"])
+    page.all_saved()
+    assert page.page.evaluate("document.body.dataset.conflicts") == "0"
+    assert gradebook_grades(backend, FAILING)["gus"] == (3.0, "From the formgrader.")
+    page.close()
+
+
 def test_a_failed_save_says_so_at_the_answer_and_keeps_the_value(backend, server, browser):
     page = TaPage(browser, server, FAILING)
     saves = re.compile(r"/coursekit/api/grades$")

@@ -192,7 +192,9 @@
       target.failed = false;
       say(target, read.score === null && comment === undefined ? "no points typed: nothing saved" : "unchanged");
     } else {
-      enqueue(target, target.kind === "group", changes, {score: target.score.value, comment: comment});
+      // A group of one team is that team: graded alone before or not, the TA is grading it here.
+      enqueue(target, target.kind === "group", changes, {score: target.score.value, comment: comment},
+              target.kind === "group" && target.teams.length === 1);
       target.edit = {};
       target.failed = false;
       say(target, "saving…");
