@@ -23,7 +23,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-from nbgrader.api import BaseCell, Comment, Grade, Gradebook, MissingEntry, Student, SubmittedAssignment, SubmittedNotebook
+from nbgrader.api import Comment, Grade, Gradebook, MissingEntry, Student, SubmittedAssignment, SubmittedNotebook
 from sqlalchemy import Column, Float, MetaData, String, Table, Text, delete, insert, inspect, select
 from sqlalchemy.exc import DatabaseError
 
