@@ -5,7 +5,7 @@ BIN := $(CURDIR)/$(VENV)/bin
 PYTHON ?= python3
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup test test-fast demo accuracy release benchmark clean
+.PHONY: setup test test-fast demo accuracy release benchmark clean vendor-katex
 
 setup: $(VENV)/.installed
 
@@ -51,3 +51,15 @@ benchmark: setup
 
 clean:
 	rm -rf .demo results autograded submitted feedback gradebook.db
+
+# KaTeX (formulas without a network) is committed from its npm package; this fetches the version
+# coursekit/reports/math.py names again, after changing it there.
+KATEX_VERSION = $(shell sed -n 's/^KATEX_VERSION = "\(.*\)"/\1/p' coursekit/reports/math.py)
+KATEX_FOLDER = coursekit/reports/static/katex
+vendor-katex:
+	rm -rf .katex $(KATEX_FOLDER) && mkdir -p .katex $(KATEX_FOLDER)/contrib $(KATEX_FOLDER)/fonts
+	cd .katex && npm pack --silent katex@$(KATEX_VERSION) && tar xzf katex-$(KATEX_VERSION).tgz
+	cp .katex/package/LICENSE .katex/package/dist/katex.min.js .katex/package/dist/katex.min.css $(KATEX_FOLDER)/
+	cp .katex/package/dist/contrib/auto-render.min.js $(KATEX_FOLDER)/contrib/
+	cp .katex/package/dist/fonts/*.woff2 $(KATEX_FOLDER)/fonts/
+	rm -rf .katex

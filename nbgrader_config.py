@@ -83,6 +83,10 @@ c.GenerateFeedback.preprocessors = [
     "coursekit.nbgrader_plugins.preprocessors.SanitizeStudentContent",
 ]
 
+# `nbgrader export`: one row per student with the team's points, not nbgrader's row per
+# gradebook "student" (teams, and members with 0); coursekit.reports.nbgrader_export.
+c.ExportApp.plugin_class = "coursekit.reports.nbgrader_export.TeamCsvExportPlugin"
+
 # OLAT bulk assessment (results/olat/): points needed for `passed` = yes.
 c.OlatExport.pass_mark = 50
 

@@ -5,7 +5,11 @@ squeeze_explain twice in a real headless Chromium, each time on a fresh copy
 of the same gradebook, counting every key press, click and page load:
 
 1. the question page (`coursekit ta-grade`): from the question list, one
-   digit and Enter per answer group;
+   digit and Enter per answer group, `--key-delay` ms apart (150: a TA's
+   normal pace). A page that moves on only once a save is answered (before
+   issue 20) makes the TA wait for it after each Enter, or the next keys land
+   on the answer just saved; the page that moves on at once and saves in the
+   background does not, and the run ends when its last save is confirmed;
 2. nbgrader's formgrader, driven by its own keyboard shortcuts (they work
    offline only with coursekit's MathJax stand-in): one click into the score
    field on the first submission, then a digit and Ctrl+. (save, next
@@ -15,7 +19,7 @@ Both runs are checked against the gradebook afterwards: a run that loses a
 score says so. Comments are left out of both (they cost the same typing in
 each, but one comment per group here versus one per team there).
 
-    python benchmarks/bench_ta_keys.py [--work /tmp/ta-bench]
+    python benchmarks/bench_ta_keys.py [--work /tmp/ta-bench] [--key-delay 150] [--only "question page"]
 """
 from __future__ import annotations
 
@@ -68,8 +72,11 @@ def score_for(text: str) -> int:
 
 
 class Counter:
-    def __init__(self, page) -> None:
+    def __init__(self, page, key_delay_ms: int = 0) -> None:
         self.page, self.keys, self.clicks, self.loads = page, 0, 0, 0
+        self.key_delay_ms = key_delay_ms
+        self.seconds = 0.0
+        self.last_key_seconds = 0.0
         page.on("load", lambda: self.count_load())
 
     def count_load(self) -> None:
@@ -78,6 +85,8 @@ class Counter:
     def press(self, key: str) -> None:
         self.keys += 1
         self.page.keyboard.press(key)
+        if self.key_delay_ms:
+            self.page.wait_for_timeout(self.key_delay_ms)
 
 
 def manual_scores(course: Path) -> dict[str, float | None]:
@@ -87,24 +96,39 @@ def manual_scores(course: Path) -> dict[str, float | None]:
                 for submitted in notebook.submissions}
 
 
-def grade_with_question_page(server, browser, answers: dict[str, str]) -> Counter:
+# The page after issue 20 says how many saves are still on their way; the one before had no such count.
+SAVES_PENDING = "document.body.dataset.savesPending"
+
+
+def grade_with_question_page(server, browser, answers: dict[str, str], *, key_delay_ms: int,
+                             never_wait: bool = False) -> Counter:
     page = browser.new_page()
-    counter = Counter(page)
+    counter = Counter(page, key_delay_ms)
     page.goto(server.url)
     first = page.locator("a.question").first
     assert first.text_content() == QUESTION
+    started = time.monotonic()
     counter.press("Enter")
     page.wait_for_url(f"**/{QUESTION}")
-    progress = page.locator("#progress")
-    while True:
-        graded, total = map(int, progress.text_content().split(" graded")[0].split(" / "))
-        if graded == total:
-            break
-        teams = page.locator(".target.current").get_attribute("data-teams")
-        team = teams.split('"')[1]
+    page.wait_for_selector(".target.current")
+    background_saves = page.evaluate(SAVES_PENDING) is not None
+    for _ in range(3 * len(answers)):  # a page that loses keys may never get every answer graded
+        current = page.locator(".target.current")
+        if current.count() == 0 or current.get_attribute("data-graded") == "true":
+            break  # every answer is graded (or saving): the page found no ungraded one to go to
+        team = current.get_attribute("data-teams").split('"')[1]
+        graded_before = page.locator("#progress").text_content()
         counter.press(str(score_for(answers[team])))
         counter.press("Enter")
-        page.wait_for_function(f"!document.getElementById('progress').textContent.startsWith('{graded} /')")
+        if not background_saves and not never_wait:
+            # The TA waits until the page has moved on; keys typed before would land on the answer just saved.
+            page.wait_for_function("text => document.getElementById('progress').textContent !== text", arg=graded_before)
+    counter.last_key_seconds = time.monotonic() - started
+    if background_saves:
+        page.wait_for_function(f"{SAVES_PENDING} === '0'", timeout=120_000)
+    elif never_wait:
+        page.wait_for_timeout(3000)  # the last saves on their way
+    counter.seconds = time.monotonic() - started
     page.close()
     return counter
 
@@ -144,6 +168,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=None, help="folder for the class (default: a temporary one)")
     parser.add_argument("--only", choices=("question page", "formgrader"), help="run one of the two")
+    parser.add_argument("--key-delay", type=int, default=150, help="milliseconds between key presses on the question page")
+    parser.add_argument("--never-wait", action="store_true",
+                        help="type on without waiting for the page to move on, even where it only moves once a save is answered")
     arguments = parser.parse_args()
     work = arguments.work or Path(tempfile.mkdtemp(prefix="ta-bench-"))
     answers = class_answers()
@@ -168,7 +195,8 @@ def main() -> int:
             server = ta.GradingServer(course)
             try:
                 if name == "question page":
-                    counter = grade_with_question_page(server, browser, answers)
+                    counter = grade_with_question_page(server, browser, answers, key_delay_ms=arguments.key_delay,
+                                                       never_wait=arguments.never_wait)
                 else:
                     counter = grade_with_formgrader(server, browser, course)
             finally:
@@ -181,9 +209,14 @@ def main() -> int:
 
     print(f"{QUESTION}: {TEAMS} teams, {len([t for t in answers.values() if t])} answers, "
           f"{groups} distinct after normalizing case and whitespace")
-    print(f"{'measured':15} {'key presses':>11} {'clicks':>6} {'page loads':>10} {'scores saved':>13}")
+    print(f"{'measured':15} {'key presses':>11} {'clicks':>6} {'page loads':>10} {'seconds':>8} {'scores saved':>13}")
     for name, (counter, saved, expected) in results.items():
-        print(f"{name:15} {counter.keys:>11} {counter.clicks:>6} {counter.loads:>10} {saved:>7} / {expected}")
+        seconds = f"{counter.seconds:.1f}" if counter.seconds else "-"
+        print(f"{name:15} {counter.keys:>11} {counter.clicks:>6} {counter.loads:>10} {seconds:>8} {saved:>7} / {expected}")
+    if "question page" in results:
+        counter = results["question page"][0]
+        print(f"question page: {arguments.key_delay} ms between keys; seconds from opening the question to the last "
+              f"save confirmed (the last key after {counter.last_key_seconds:.1f} s)")
     answered = sum(1 for text in answers.values() if text)
     blank = TEAMS - answered
     print("formgrader, counted from its page (one submission per page, nothing grouped):")

@@ -91,9 +91,10 @@ def test_pair_members_both_get_the_team_points(grades):
 def test_task_points_and_totals_come_from_the_cells(grades):
     anna = read_rows(grades)["anna"]
     # Tests: everything but bmm_d (0 of 5), net_model (6 of 12), attention_softmax (0 of 2); free text pending.
+    # Task 3.2 is free text only: nothing graded yet is empty, not 0.
     assert {task: anna[task] for task in TASK_CELLS} == {
         "Task 1.1": "6", "Task 1.2": "3", "Task 1.3": "5", "Task 2": "5",
-        "Task 3.1": "12", "Task 3.2": "0", "Task 4": "8", "Task 5": "4",
+        "Task 3.1": "12", "Task 3.2": "", "Task 4": "8", "Task 5": "4",
     }
     assert (anna["autograded"], anna["manual"], anna["total"], anna["max_total"]) == ("43", "0", "43", "100")
     assert (anna["status"], anna["needs_manual_grading"]) == ("graded", "yes")

@@ -1,15 +1,23 @@
-"""Feedback pages from FeedbackHTMLExporter are byte for byte nbconvert's HTMLExporter's.
+"""Feedback pages from FeedbackHTMLExporter are nbconvert's HTMLExporter's, made readable offline.
 
 One small class (full marks, partly right with tracebacks, blank) is autograded
 once with real nbgrader and the course's configuration; its feedback is then
-generated with nbconvert's exporter and with the kit's, and compared.
+generated with nbconvert's exporter and with the kit's, and compared: byte for
+byte the same once nbconvert's page has its CDN MathJax replaced by the kit's
+inline KaTeX and wrapping style. (tests/test_feedback_offline.py opens such
+pages in a browser without a network.)
 """
+import re
 import shutil
+
+from bs4 import BeautifulSoup
 
 from coursekit import demo
 from coursekit.engine import grading
 from coursekit.course import ASSIGNMENT_ID, NOTEBOOK_NAME
 
+from coursekit.reports.feedback_exporter import WRAPPING_STYLE, drop_network_math
+from coursekit.reports.math import inline_katex
 from conftest import REPOSITORY
 
 SAMPLES = ("all_correct", "partly_right", "blank")
@@ -20,7 +28,14 @@ def feedback_pages(course):
             for path in sorted((course / "feedback").glob(f"*/{ASSIGNMENT_ID}/{NOTEBOOK_NAME}.html"))}
 
 
-def test_kit_exporter_writes_the_same_pages_as_nbconvert(course):
+def offline(page: bytes) -> bytes:
+    """nbconvert's page as the kit makes it: no MathJax from a CDN, KaTeX and the wrapping style inline."""
+    soup = BeautifulSoup(page.decode("utf-8"), features="html.parser")
+    drop_network_math(soup)
+    return str(soup).replace("</head>", WRAPPING_STYLE + inline_katex() + "</head>", 1).encode("utf-8")
+
+
+def test_kit_exporter_writes_nbconverts_pages_made_offline(course):
     samples = demo.sample_notebooks(REPOSITORY)
     for name in SAMPLES:
         path = grading.submission_path(course, name)
@@ -36,7 +51,11 @@ def test_kit_exporter_writes_the_same_pages_as_nbconvert(course):
     kit = grading.run_nbgrader(course, "generate_feedback", ASSIGNMENT_ID, "--force")  # nbgrader_config.py's
     assert kit.returncode == 0, kit.stderr
     assert len(expected) == len(SAMPLES)
-    assert feedback_pages(course) == expected
+    assert all(b"cdnjs.cloudflare.com/ajax/libs/mathjax" in page for page in expected.values())
+    kit_pages = feedback_pages(course)
+    assert kit_pages == {name: offline(page) for name, page in expected.items()}
+    # Nothing the page loads comes from the network.
+    assert not any(re.search(rb'<(?:script|link|img)\b[^>]*\b(?:src|href)="?(?:https?:)?//', page) for page in kit_pages.values())
     assert any(b"Traceback" in page or b"Error" in page for page in expected.values())
 
 

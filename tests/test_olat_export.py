@@ -33,8 +33,10 @@ from conftest import MASTER_PATH, RELEASE_PATH, REPOSITORY
 # ---- unit tests ----
 
 
-def team(team_id, members, *, auto=40.0, manual=30.0, status="graded", reason=""):
-    cells = (CellScore("squeeze_target_test", auto, 56.0, False), CellScore("squeeze_explain", manual, 44.0, True))
+def team(team_id, members, *, auto=40.0, manual=30.0, status="graded", reason="", waiting=False):
+    """44 points of free text: scored `manual` by a TA, or (`waiting`) not graded yet."""
+    cells = (CellScore("squeeze_target_test", auto, 56.0, False),
+             CellScore("squeeze_explain", 0.0 if waiting else manual, 44.0, waiting))
     return TeamResult(team_id=team_id, members=members, status=status, reason=reason, origin=f"{team_id}.ipynb",
                       cells=cells, findings=())
 
@@ -66,7 +68,7 @@ def test_rows_and_left_out_students(feedback_folder):
         team("anna_bob", ("anna", "bob"), auto=40, manual=10),      # exactly the pass mark
         team("carl", ("carl",)), team("carl_dora", ("carl", "dora")),  # carl in two teams
         team("emil", ("emil",), status="kernel crashed", reason="the kernel died in Task 2"),
-        team("fred", ("fred",)),                                    # answers still wait for a TA
+        team("fred", ("fred",), waiting=True),                      # answers still wait for a TA
         team("gina", ("gina",)),                                    # not in the roster
         team("hugo", ("hugo",), auto=10, manual=0),
     ]
@@ -75,7 +77,7 @@ def test_rows_and_left_out_students(feedback_folder):
         waiting={"fred": 2}, feedback_folder=feedback_folder, pass_mark=50)
     assert [(r.username, r.team, r.score, r.passed) for r in rows] == [
         ("anna", "anna_bob", 50.0, True), ("bob", "anna_bob", 50.0, True), ("dora", "carl_dora", 70.0, True),
-        ("fred", "fred", 70.0, True), ("hugo", "hugo", 10.0, False)]
+        ("fred", "fred", 40.0, None), ("hugo", "hugo", 10.0, False)]
     fred = next(row for row in rows if row.username == "fred")
     assert "Not final: 2 answers still wait for a TA" in fred.comment
     assert rows[0].feedback == feedback_folder / "anna_bob.html"
@@ -84,6 +86,24 @@ def test_rows_and_left_out_students(feedback_folder):
     assert "2 teams" in reasons["carl", "carl"]
     assert reasons["emil", "emil"] == "grading kernel crashed: the kernel died in Task 2"
     assert "not in the roster" in reasons["gina", "gina"]
+
+
+@pytest.mark.parametrize("auto,passed", [(50.0, True), (56.0, True), (49.5, None), (6.0, None), (5.5, False), (0.0, False)])
+def test_passed_is_decided_only_when_no_grade_still_to_come_can_change_it(auto, passed):
+    """44 points wait for a TA, the pass mark is 50: yes once the points given reach it, no once even
+    44 more cannot, and empty (OpenOLAT leaves passed unset) in between."""
+    assert olat_export.passed_for(team("t", ("t",), auto=auto, waiting=True), pass_mark=50) is passed
+    graded = team("t", ("t",), auto=auto, manual=44.0 if passed is None else 0.0)
+    assert olat_export.passed_for(graded, pass_mark=50) is (graded.total >= 50)
+
+
+def test_an_undecided_passed_is_an_empty_column(tmp_path, feedback_folder):
+    exported = olat_export.export_for_olat(
+        results=[team("fred", ("fred",), waiting=True), team("hugo", ("hugo",), auto=52, waiting=True)],
+        roster=(), waiting={"fred": 1, "hugo": 1}, feedback_folder=feedback_folder, output_folder=tmp_path / "olat",
+        pass_mark=50)
+    lines = exported.bulk_assessment.read_text(encoding="utf-8").splitlines()
+    assert [line.split(",")[:3] for line in lines[1:]] == [["fred", "40.0", ""], ["hugo", "52.0", "yes"]]
 
 
 def test_without_roster_every_member_counts(feedback_folder):
@@ -293,14 +313,23 @@ def test_bulk_assessment_equals_nbgrader_export(graded_twice):
     course, results, *_, second = graded_twice
     exported = run_nbgrader(course, "export", "--to", str(course / "export.csv"))
     assert exported.returncode == 0, exported.stderr
-    totals = {row["student_id"]: float(row["score"]) for row in csv.DictReader(open(course / "export.csv"))}
+    # The course's exporter plugin: a row per student with the team's points and the roster's names;
+    # frank (in the roster, no upload) gets 0; no row for a team id.
+    rows = {row["student_id"]: row for row in csv.DictReader(open(course / "export.csv", encoding="utf-8"))}
+    assert sorted(rows) == ["anna", "bob", "carl", "dora", "frank"]
+    assert (rows["bob"]["team"], rows["bob"]["first_name"], rows["bob"]["email"]) == ("anna_bob", "Bob", "b@x.org")
+    assert rows["anna"]["score"] == rows["bob"]["score"] and float(rows["anna"]["score"]) == 85
+    assert (rows["frank"]["team"], float(rows["frank"]["score"])) == ("", 0.0)
+    assert (rows["dora"]["needs_manual_grading"], float(rows["dora"]["points_waiting_for_ta"])) == ("yes", 44.0)
+    assert (rows["carl"]["needs_manual_grading"], float(rows["carl"]["points_waiting_for_ta"])) == ("no", 0.0)
+    totals = {username: float(row["score"]) for username, row in rows.items()}
     lines = list(csv.DictReader(open(results / "olat" / "bulk_assessment.csv", encoding="utf-8")))
     assert [line["username"] for line in lines] == ["anna", "bob", "carl", "dora"]
-    team_of = {"anna": "anna_bob", "bob": "anna_bob", "carl": "carl", "dora": "dora"}
     for line in lines:
-        assert "." in line["score"] and float(line["score"]) == pytest.approx(totals[team_of[line["username"]]])
+        assert "." in line["score"] and float(line["score"]) == pytest.approx(totals[line["username"]])
+        # dora's 44 points still wait for a TA, but her 56 autograded points already pass.
         assert line["passed"] == ("yes" if float(line["score"]) >= 50 else "no")
-    assert totals["anna_bob"] == 85 and totals["carl"] < 50  # both outcomes of the pass mark are exercised
+    assert totals["anna"] == 85 and totals["carl"] < 50  # both outcomes of the pass mark are exercised
     assert second.olat.left_out == ()
     dora = next(line for line in lines if line["username"] == "dora")
     assert "Not final: 15 answers still wait for a TA" in dora["comment"]

@@ -28,9 +28,10 @@ from conftest import REPOSITORY
 from coursekit import demo
 from coursekit.engine.workflow import grade_download
 from coursekit.course import ASSIGNMENT_ID, NOTEBOOK_NAME
-from coursekit.ta_grading.questions import QuestionRef, course_paths, manual_questions, save_grades
+from coursekit.ta_grading.grades import TeamChange, version_of
+from coursekit.ta_grading.questions import QuestionRef, course_paths, manual_questions, save_changes
 from test_olat_export import own_words_sample
-from test_ta_grading import GradingServer
+from test_ta_grading import GradingServer, save_as_ta
 
 ROSTER = ("username,first_name,last_name,email\nanna,Anna,A,a@x.org\nbob,Bob,B,b@x.org\n"
           "carl,Carl,C,c@x.org\ndora,Dora,D,d@x.org\n")
@@ -140,9 +141,9 @@ def get_page(server: GradingServer, path: str) -> str:
 def test_question_page_saves_to_postgres(graded):
     server = GradingServer(graded.course)
     try:
-        answer = server.post_grades({"assignment": ASSIGNMENT_ID, "notebook": NOTEBOOK_NAME, "question": HTTP_QUESTION,
-                                     "teams": ["dora"], "manual_score": 2, "comment": "Right idea, say why 512."})
-        assert answer["saved"] == [{"team": "dora", "manual_score": 2.0, "comment": "Right idea, say why 512."}]
+        answer = server.save(HTTP_QUESTION, ["dora"], score=2, comment="Right idea, say why 512.")
+        assert [(item["team"], item["manual"], item["comment"]) for item in answer["saved"]] == [
+            ("dora", 2.0, "Right idea, say why 512.")]
         page = get_page(server, f"/coursekit/questions/{ASSIGNMENT_ID}/{NOTEBOOK_NAME}/{HTTP_QUESTION}")
     finally:
         server.stop()
@@ -202,8 +203,8 @@ class TaWriter(threading.Thread):
                     continue
                 score, comment = float(1 + number % int(max_score)), comment_of(number, team)
                 started = time.time()
-                save_grades(paths=self.paths, question=QuestionRef(ASSIGNMENT_ID, NOTEBOOK_NAME, question),
-                            team_ids=[team], manual_score=score, comment=comment)
+                save_as_ta(self.paths, QuestionRef(ASSIGNMENT_ID, NOTEBOOK_NAME, question), [team],
+                           score=score, comment=comment)
                 committed = time.time()
                 self.writes.append(Write(number, team, question, score, comment, started, committed,
                                          after_merge=merged, before_merge=not self.carl_merged()))
@@ -237,8 +238,8 @@ class RunDuringTaWork:
 @pytest.fixture(scope="module")
 def graded_during_ta_work(graded) -> RunDuringTaWork:
     paths = course_paths(root_dir=graded.course)
-    save_grades(paths=paths, question=QuestionRef(ASSIGNMENT_ID, NOTEBOOK_NAME, BEFORE_RUN_QUESTION),
-                team_ids=["anna_bob"], manual_score=3.0, comment=BEFORE_RUN_COMMENT)
+    save_as_ta(paths, QuestionRef(ASSIGNMENT_ID, NOTEBOOK_NAME, BEFORE_RUN_QUESTION), ["anna_bob"], score=3.0,
+               comment=BEFORE_RUN_COMMENT)
     with gradebook(graded) as book:
         questions = [(ref.grade_id, points) for ref, points in manual_questions(book)]
     # Every team, carl (graded again) included; the questions other tests check are left alone.
@@ -304,27 +305,56 @@ def test_ta_grades_reach_grades_csv_and_feedback(graded, graded_during_ta_work):
     assert float(anna["manual"]) >= 3
 
 
-def test_two_tas_saving_overlapping_teams_at_once_both_succeed(graded):
-    """The same answer group saved by two TAs in opposite team orders: on PostgreSQL each save locks rows,
-    so saves must lock them in one order or the server aborts one of them as a deadlock."""
+def test_two_tas_saving_overlapping_teams_at_once_lose_nothing_silently(graded):
+    """The same answer group saved by two TAs at once, in opposite team orders, each from what it saw.
+
+    On PostgreSQL each save locks its rows (in one order, or the server aborts one as a deadlock) and
+    checks the versions the TA saw: of each pair of saves that saw the same grades, one is written
+    and the other comes back as conflicts, whole; no team ends with a mix of the two."""
     question = QuestionRef(ASSIGNMENT_ID, NOTEBOOK_NAME, OVERLAP_QUESTION)
     paths = course_paths(root_dir=graded.course)
-    errors, saved = [], []
+    teams = ["anna_bob", "carl", "dora"]
+    errors, outcomes = [], {1: [], 2: []}
+    barrier = threading.Barrier(2)
 
-    def ta(teams: list[str], score: float) -> None:
+    def score_of(ta_number: int, round_number: int) -> float:
+        # Every save changes both fields, whatever was saved before: a new score and a new comment.
+        return 1.0 + 0.25 * round_number + (0.125 if ta_number == 2 else 0.0)
+
+    def ta(ta_number: int, order: list[str]) -> None:
         try:
-            for _ in range(12):
-                save_grades(paths=paths, question=question, team_ids=teams, manual_score=score, comment=f"{score:g}")
-                saved.append(score)
+            for round_number in range(8):
+                barrier.wait(timeout=60)
+                # Both TAs saw the grades the round before left (at first: no score, no comment).
+                seen = manual_grades(graded, [(team, OVERLAP_QUESTION) for team in teams])
+                changes = [TeamChange(team, score=score_of(ta_number, round_number),
+                                      score_seen=version_of(seen[team, OVERLAP_QUESTION][0]),
+                                      comment=f"TA {ta_number} #{round_number}",
+                                      comment_seen=version_of(seen[team, OVERLAP_QUESTION][1] or ""))
+                           for team in order]
+                barrier.wait(timeout=60)
+                outcome, _ = save_changes(paths=paths, question=question, changes=changes, as_group=True)
+                outcomes[ta_number].append(outcome)
         except Exception as error:  # reported below
             errors.append(error)
+            barrier.abort()
 
-    tas = [threading.Thread(target=ta, args=(["anna_bob", "carl", "dora"], 1.0)),
-           threading.Thread(target=ta, args=(["dora", "carl", "anna_bob"], 2.0))]
+    tas = [threading.Thread(target=ta, args=(1, teams)), threading.Thread(target=ta, args=(2, teams[::-1]))]
     for thread in tas:
         thread.start()
     for thread in tas:
         thread.join()
-    assert errors == [] and len(saved) == 24
-    final = manual_grades(graded, [(team, OVERLAP_QUESTION) for team in ("anna_bob", "carl", "dora")])
-    assert len(set(final.values())) == 1 and next(iter(final.values())) in {(1.0, "1"), (2.0, "2")}
+    assert errors == []
+    winners = []
+    for one, two in zip(outcomes[1], outcomes[2]):
+        written = [number for number, outcome in ((1, one), (2, two)) if outcome.saved]
+        refused = [outcome for outcome in (one, two) if outcome.conflicts]
+        # Exactly one TA's save went in, whole; the other's came back whole, naming what the first one saved.
+        assert len(written) == 1 and len(refused) == 1, (one, two)
+        winner = one if written == [1] else two
+        assert len(winner.saved) == 3 and winner.conflicts == ()
+        assert refused[0].saved == () and len(refused[0].conflicts) == 6
+        assert {conflict.theirs.manual_score for conflict in refused[0].conflicts} == {winner.saved[0].manual_score}
+        winners.append(written[0])
+    final = manual_grades(graded, [(team, OVERLAP_QUESTION) for team in teams])
+    assert set(final.values()) == {(score_of(winners[-1], 7), f"TA {winners[-1]} #7")}

@@ -13,8 +13,10 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+import urllib.parse
 import urllib.request
 import zipfile
 from pathlib import Path
@@ -28,7 +30,8 @@ from coursekit.engine import grading
 from coursekit.course import ASSIGNMENT_ID, NOTEBOOK_NAME
 from coursekit.notebooks import fill_answers, read_notebook
 from coursekit.nbgrader_plugins.rebuild import is_team_members_cell, rebuild
-from coursekit.ta_grading.questions import QuestionRef, course_paths, save_grades
+from coursekit.ta_grading.grades import TeamChange, version_of
+from coursekit.ta_grading.questions import QuestionRef, course_paths, grades_now, save_changes
 from coursekit.engine.workflow import grade_download
 
 REPOSITORY = Path(__file__).resolve().parent.parent
@@ -62,10 +65,28 @@ def submission(release, members: str, answers: dict[str, str]) -> bytes:
     return nbformat.writes(notebook).encode()
 
 
-def graded_class(*, folder: Path, teams: dict[str, tuple[str, dict[str, str]]], roster: str, workers: int = 2):
-    """A course with `teams` graded by `coursekit grade`; returns (course, results folder, download, roster)."""
+def save_as_ta(paths, question: QuestionRef, team_ids: list[str], *, score: float | None = None,
+               comment: str | None = None, as_group: bool = True):
+    """What a TA's page sends: the teams' new fields, with the versions it has just read."""
+    seen, _ = grades_now(paths=paths, question=question)
+    changes = [TeamChange(team, score=score, score_seen=seen[team].score_version if score is not None else None,
+                          comment=comment, comment_seen=seen[team].comment_version if comment is not None else None)
+               for team in team_ids]
+    outcome, _ = save_changes(paths=paths, question=question, changes=changes, as_group=as_group)
+    assert outcome.conflicts == (), outcome.conflicts
+    return outcome
+
+
+def graded_class(*, folder: Path, teams: dict[str, tuple[str, dict[str, str]]], roster: str, workers: int = 2,
+                 db_url: str | None = None):
+    """A course with `teams` graded by `coursekit grade`; returns (course, results folder, download, roster).
+
+    `db_url`: the gradebook's database (as nbgrader_config.py names it), else the course's own SQLite file."""
     course = folder / "course"
     demo.copy_course(course_root=REPOSITORY, destination=course)
+    if db_url is not None:
+        with open(course / "nbgrader_config.py", "a", encoding="utf-8") as config:
+            config.write(f'\nc.CourseDirectory.db_url = "{db_url}"\n')
     release = read_notebook(course / "release" / ASSIGNMENT_ID / f"{NOTEBOOK_NAME}.ipynb")
     download = folder / "download.zip"
     with zipfile.ZipFile(download, "w") as archive:
@@ -80,10 +101,17 @@ def graded_class(*, folder: Path, teams: dict[str, tuple[str, dict[str, str]]], 
 
 
 class GradingServer:
-    """`coursekit ta-grade` as a TA starts it, in a child process; `url` is the URL it prints."""
+    """`coursekit ta-grade` as a TA starts it, in a child process; `url` is the URL it prints.
 
-    def __init__(self, course: Path) -> None:
+    `settings`: the question page's settings (c.TaGrading.…), from a Jupyter config folder of its own."""
+
+    def __init__(self, course: Path, settings: dict | None = None) -> None:
         environment = dict(os.environ, PYTHONUNBUFFERED="1")
+        self.config_folder = None
+        if settings:
+            self.config_folder = tempfile.TemporaryDirectory(prefix="ta-grade-config-")
+            (Path(self.config_folder.name) / "jupyter_server_config.json").write_text(json.dumps({"TaGrading": settings}))
+            environment["JUPYTER_CONFIG_DIR"] = self.config_folder.name
         self.process = subprocess.Popen(
             [sys.executable, "-m", "coursekit.cli", "--course", str(course), "ta-grade", "--port", "0"],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environment)
@@ -113,6 +141,29 @@ class GradingServer:
         with urllib.request.urlopen(request, timeout=30) as response:
             return json.loads(response.read())
 
+    def grades(self, question: str) -> dict:
+        """What a question page polls: every team's grade, with the versions of its score and comment."""
+        query = urllib.parse.urlencode({"assignment": ASSIGNMENT_ID, "notebook": NOTEBOOK_NAME, "question": question})
+        request = urllib.request.Request(f"{self.root}/coursekit/api/grades?{query}",
+                                         headers={"Authorization": f"token {self.token}"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read())["teams"]
+
+    def save(self, question: str, teams: list[str], *, score: float | None = None, comment: str | None = None,
+             as_group: bool = True) -> dict:
+        """Change the teams' fields as a page that has just read them does."""
+        seen = self.grades(question)
+        changes = []
+        for team in teams:
+            change = {"team": team}
+            if score is not None:
+                change.update(score=score, score_seen=seen[team]["scoreVersion"])
+            if comment is not None:
+                change.update(comment=comment, comment_seen=seen[team]["commentVersion"])
+            changes.append(change)
+        return self.post_grades({"assignment": ASSIGNMENT_ID, "notebook": NOTEBOOK_NAME, "question": question,
+                                 "as": "group" if as_group else "team", "changes": changes})
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
@@ -121,6 +172,8 @@ class GradingServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        if self.config_folder is not None:
+            self.config_folder.cleanup()
 
 
 @pytest.fixture(scope="module")
@@ -220,7 +273,10 @@ def test_grade_a_group_and_a_single_answer_by_keyboard(graded, server, browser):
     page.reload()
     scores = page.locator(".team-target input.score").evaluate_all("inputs => inputs.map(i => i.value)")
     assert scores == ["3", "2"]
-    assert page.locator(".group-target input.score").first.input_value() == ""  # the group no longer agrees
+    # carl_dora was graded alone: marked inside the group, which shows the grade of the team that follows it.
+    assert page.locator(".group-target input.score").first.input_value() == "3"
+    marked = page.locator(".team-target.graded-alone")
+    assert marked.count() == 1 and json.loads(marked.get_attribute("data-teams")) == ["carl_dora"]
 
     assert grade_and_comment(course, QUESTION, "anna_bob") == (3.0, "Unsqueeze: say where the new dimension goes.", False)
     assert grade_and_comment(course, QUESTION, "carl_dora") == (2.0, "Unsqueeze: say where the new dimension goes.", False)
@@ -241,8 +297,7 @@ def test_grade_a_group_and_a_single_answer_by_keyboard(graded, server, browser):
 def test_needs_manual_grading_follows_the_gradebook(graded, server):
     course, results, download, roster = graded
     assert grade_and_comment(course, SECOND, "anna_bob")[2], "autograde leaves free-text answers to a TA"
-    server.post_grades({"assignment": ASSIGNMENT_ID, "notebook": NOTEBOOK_NAME, "question": SECOND,
-                        "teams": ["anna_bob"], "manual_score": 1.5, "comment": ""})
+    server.save(SECOND, ["anna_bob"], score=1.5, as_group=False)
     grade_download(download=download, course_root=course, output_folder=results, workers=1, roster=roster)
     rows = {row["username"]: row for row in csv.DictReader(open(results / "grades.csv", encoding="utf-8"))}
     assert rows["anna"]["needs_manual_grading"] == "no"
@@ -261,8 +316,9 @@ def test_two_tas_on_different_questions_lose_nothing(graded, server):
     def ta(question: str, points: list[int]) -> None:
         try:
             for step, score in enumerate(points):
-                server.post_grades({"assignment": ASSIGNMENT_ID, "notebook": NOTEBOOK_NAME, "question": question,
-                                    "teams": [teams[step % 2]], "manual_score": score, "comment": f"{question} {step}"})
+                saved = server.save(question, [teams[step % 2]], score=score, comment=f"{question} {step}",
+                                    as_group=False)
+                assert saved["conflicts"] == [], saved
         except Exception as error:  # reported below, from the test's thread
             errors.append(error)
 
@@ -279,16 +335,24 @@ def test_two_tas_on_different_questions_lose_nothing(graded, server):
 
 def test_the_api_refuses_bad_scores_and_requests_without_xsrf(graded, server):
     course, *_ = graded
-    with pytest.raises(urllib.error.HTTPError) as refused:
+    version = server.grades(QUESTION)["eve"]["scoreVersion"]
+    for score in (99, -1, None, "2", True, float("nan")):
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            server.post_grades({"assignment": ASSIGNMENT_ID, "notebook": NOTEBOOK_NAME, "question": QUESTION,
+                                "as": "team", "changes": [{"team": "eve", "score": score, "score_seen": version}]})
+        assert refused.value.code == 400, score
+    # The format before versions (one unconditional score for a list of teams) is refused, not guessed at.
+    with pytest.raises(urllib.error.HTTPError) as old_format:
         server.post_grades({"assignment": ASSIGNMENT_ID, "notebook": NOTEBOOK_NAME, "question": QUESTION,
-                            "teams": ["eve"], "manual_score": 99, "comment": ""})
-    assert refused.value.code == 400
+                            "teams": ["eve"], "manual_score": None, "comment": ""})
+    assert old_format.value.code == 400
+    assert grade_and_comment(course, QUESTION, "eve")[0] == 4.0
     # A browser session (cookie) without the XSRF header is refused, as for jupyter-server's own API.
     opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())
     opener.open(server.url, timeout=30).read()
     request = urllib.request.Request(f"{server.root}/coursekit/api/grades", method="POST", data=json.dumps(
-        {"assignment": ASSIGNMENT_ID, "notebook": NOTEBOOK_NAME, "question": QUESTION, "teams": ["eve"],
-         "manual_score": 0, "comment": "forged"}).encode())
+        {"assignment": ASSIGNMENT_ID, "notebook": NOTEBOOK_NAME, "question": QUESTION, "as": "team",
+         "changes": [{"team": "eve", "comment": "forged", "comment_seen": version_of("")}]}).encode())
     with pytest.raises(urllib.error.HTTPError) as forged:
         opener.open(request, timeout=30)
     assert forged.value.code == 403
@@ -321,6 +385,31 @@ def test_the_formgrader_shows_the_rubric_beside_each_answer_offline(graded, serv
     assert "Rubric (4 points)" not in (results / "feedback" / "anna_bob.html").read_text(encoding="utf-8")
 
 
+def test_the_formgrader_opened_first_with_its_token_loads_and_renders_formulas(graded, server, browser):
+    """A TA follows a formgrader link with ?token= before opening any other page of the server."""
+    course, *_ = graded
+    with gradebook_of(course) as gradebook:
+        submission_id = gradebook.find_submission_notebook(NOTEBOOK_NAME, ASSIGNMENT_ID, "anna_bob").id
+    for path in (f"/formgrader/gradebook/{ASSIGNMENT_ID}/{NOTEBOOK_NAME}", f"/formgrader/submissions/{submission_id}/"):
+        context = browser.new_context()
+        context.route(re.compile(r"^https?://(?!127\.0\.0\.1)"), lambda route: route.abort())
+        page = context.new_page()
+        redirected = []
+        page.on("response", lambda response: redirected.append(response.url) if response.status == 302 else None)
+        page.goto(f"{server.root}{path}?token={server.token}")
+        if "gradebook" in path:
+            # The list of submissions comes from /formgrader/api/...: it was answered 302 (to the login page).
+            page.wait_for_selector("table tbody tr td a", timeout=30_000)
+            assert page.locator("table tbody tr").count() == 3
+        else:
+            page.wait_for_function("window.MathJax && window.MathJax.loaded === true", timeout=30_000)
+            page.wait_for_selector(f"#{QUESTION}-comment", state="attached")
+            # The sheet's formulas, rendered by the kit's KaTeX without a CDN.
+            assert page.locator(".katex").count() >= 1
+        assert [url for url in redirected if "/api/" in url or "/coursekit/static/" in url] == []
+        context.close()
+
+
 def test_rebuild_keeps_the_team_members_cell_however_it_was_saved():
     release = read_notebook(REPOSITORY / "release" / ASSIGNMENT_ID / f"{NOTEBOOK_NAME}.ipynb")
     index = next(number for number, cell in enumerate(release.cells) if is_team_members_cell(cell))
@@ -351,8 +440,8 @@ def test_autograding_again_keeps_ta_grades_of_unchanged_answers(graded):
     paths = course_paths(root_dir=course)
     first = grading.autograde(course_root=course, extra_arguments=("--student", "carl_dora"))
     assert first.returncode == 0, first.stderr[-3000:]
-    save_grades(paths=paths, question=QuestionRef(ASSIGNMENT_ID, NOTEBOOK_NAME, SECOND), team_ids=["carl_dora"],
-                manual_score=2.5, comment="kept after autograding")
+    save_as_ta(paths, QuestionRef(ASSIGNMENT_ID, NOTEBOOK_NAME, SECOND), ["carl_dora"], score=2.5,
+               comment="kept after autograding", as_group=False)
     second = grading.autograde(course_root=course, extra_arguments=("--student", "carl_dora"))
     assert second.returncode == 0, second.stderr[-3000:]
     assert grade_and_comment(course, SECOND, "carl_dora") == (2.5, "kept after autograding", False)

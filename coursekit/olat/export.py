@@ -8,6 +8,15 @@ graded team gets a line; while answers still wait for a TA, the comment says
 the score is not final yet. A student whose team's grading failed, who is in
 two teams or not in the roster is left out, with the reason, in `left_out.csv`.
 
+`passed` is written only once no TA grade can change it: `yes` when the points
+already given reach the pass mark, `no` when even full marks on every answer
+still waiting for a TA would not, and empty otherwise. OpenOLAT's wizard reads
+an empty (or any other) value as "not given" (ChooseColumnsStepForm.createRow:
+`passed = null`, "only set defined values, ignore everything else"), and its
+bulk assessment then writes the score with passed undefined (BulkAssessmentTask,
+with no cut value: the new ScoreEvaluation carries `passed = null`), so no
+student is failed while TAs still grade.
+
 OpenOLAT splits each pasted line at the delimiter without any quoting, so no
 value may contain a comma; the score uses a decimal point for the same reason.
 """
@@ -58,7 +67,7 @@ class BulkAssessmentRow:
     username: str
     team: str
     score: float
-    passed: bool
+    passed: bool | None       # None: not decided while answers wait for a TA
     comment: str
     feedback: Path          # the team's feedback HTML, returned to every member
 
@@ -111,6 +120,17 @@ def summary_comment(result: TeamResult, *, waiting: int = 0) -> str:
     )
 
 
+def passed_for(result: TeamResult, *, pass_mark: float) -> bool | None:
+    """yes/no once no grade still to come can change it, None (empty in the CSV) before."""
+    given = sum(cell.score for cell in result.cells if not cell.needs_manual_grade)
+    still_open = sum(cell.max_score for cell in result.cells if cell.needs_manual_grade)
+    if given >= pass_mark:
+        return True
+    if given + still_open < pass_mark:
+        return False
+    return None
+
+
 def bulk_assessment(*, results: list[TeamResult], roster: tuple[RosterEntry, ...], waiting: dict[str, int],
                     feedback_folder: Path, pass_mark: float) -> tuple[tuple[BulkAssessmentRow, ...], tuple[LeftOut, ...]]:
     """Who gets a line and who is left out (and why), sorted by user name.
@@ -132,7 +152,7 @@ def bulk_assessment(*, results: list[TeamResult], roster: tuple[RosterEntry, ...
                 left_out.append(LeftOut(username=member, team=result.team_id, reason=reason))
                 continue
             rows.append(BulkAssessmentRow(
-                username=member, team=result.team_id, score=result.total, passed=result.total >= pass_mark,
+                username=member, team=result.team_id, score=result.total, passed=passed_for(result, pass_mark=pass_mark),
                 comment=summary_comment(result, waiting=waiting.get(result.team_id, 0)), feedback=feedback,
             ))
     return (tuple(sorted(rows, key=lambda row: row.username)),
@@ -155,7 +175,8 @@ def left_out_reason(*, result: TeamResult, member: str, teams: list[str], known:
 
 def write_bulk_assessment(*, rows: tuple[BulkAssessmentRow, ...], path: Path) -> None:
     lines = [BULK_COLUMNS] + [
-        (row.username, format_score(row.score), "yes" if row.passed else "no", row.comment) for row in rows
+        (row.username, format_score(row.score), {True: "yes", False: "no", None: ""}[row.passed], row.comment)
+        for row in rows
     ]
     _write_csv(path, [[spreadsheet_safe(one_line(value)) for value in line] for line in lines])
 

@@ -2,7 +2,8 @@
 
 Teams are graded, students are graded in OLAT: a pair's points are written for
 both members. Roster students without a submission get a row with 0 points, so
-the sheet lists everyone who has to receive a grade. Names, e-mails and team
+the sheet lists everyone who has to receive a grade. A task none of whose
+answers is graded yet (a task only TAs grade, before they do) is empty, not 0. Names, e-mails and team
 ids come from the roster and from uploads: every cell goes through
 `spreadsheet_safe`, so none runs as a formula when the sheet is opened.
 """
@@ -76,7 +77,7 @@ def _team_row(result: TeamResult, entry: RosterEntry | None, username: str, assi
     return {
         **_student_columns(entry, username),
         "team": result.team_id,
-        **{task: format_points(task_points[task]) for task in TASK_CELLS},
+        **{task: "" if task_waits_for_ta(result, task) else format_points(task_points[task]) for task in TASK_CELLS},
         "autograded": format_points(autograded),
         "manual": format_points(manual),
         "total": format_points(result.total),
@@ -86,6 +87,12 @@ def _team_row(result: TeamResult, entry: RosterEntry | None, username: str, assi
         "team_members": " / ".join(line.strip().lstrip("-*•").strip()
                                    for line in result.written_members.splitlines() if line.strip()),
     }
+
+
+def task_waits_for_ta(result: TeamResult, task: str) -> bool:
+    """No answer of the task has points yet: every one of its cells still waits for a TA."""
+    cells = [cell for cell in result.cells if cell.grade_id in TASK_CELLS[task]]
+    return bool(cells) and all(cell.needs_manual_grade for cell in cells)
 
 
 def _no_submission_row(entry: RosterEntry, assignment_max: float) -> dict[str, str]:

@@ -244,10 +244,14 @@ class FeedbackState:
 def feedback_states(*, course_root: Path, database: str, teams: list[str]) -> dict[str, FeedbackState]:
     """Per graded team, a digest of everything its feedback shows: scores, TA scores and comments, the graded notebook.
 
-    The course's configuration and this module are part of it, so changing
-    the feedback preprocessors regenerates every team's feedback.
+    The course's configuration and the modules that make the pages are part of
+    it, so changing the feedback preprocessors or the exporter (KaTeX included)
+    regenerates every team's feedback.
     """
-    code = hashlib.sha256((course_root / "nbgrader_config.py").read_bytes() + Path(__file__).read_bytes()).hexdigest()
+    here = Path(__file__).resolve().parent
+    code = hashlib.sha256(b"".join(path.read_bytes() for path in (
+        course_root / "nbgrader_config.py", here / "feedback.py", here / "feedback_exporter.py", here / "math.py",
+    ))).hexdigest()
     states = {}
     with Gradebook(database) as gradebook:
         for team, notebook in submitted_notebooks(gradebook, teams):

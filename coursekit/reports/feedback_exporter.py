@@ -1,8 +1,12 @@
-"""The HTML exporter feedback pages are made with: nbconvert's, faster, same pages.
+"""The HTML exporter feedback pages are made with: nbconvert's, faster, and readable offline.
 
 Enabled for `nbgrader generate_feedback` (and so `coursekit grade`) in
-nbgrader_config.py as `c.GenerateFeedback.exporter_class`. Two costs of
-nbconvert's HTMLExporter go:
+nbgrader_config.py as `c.GenerateFeedback.exporter_class`. Students open
+their feedback as a file from OLAT, often offline, so a page needs nothing
+from the network: nbgrader's feedback template loads MathJax from a CDN,
+which this exporter replaces by KaTeX inline (coursekit.reports.math), and
+long lines wrap instead of widening the page (one 5,000-character line made
+it 35,000 px wide). Two costs of nbconvert's HTMLExporter go:
 
 - After rendering, HTMLExporter re-parses the whole page with BeautifulSoup
   and looks for three CSS selectors with soupsieve, each a walk over every
@@ -10,7 +14,7 @@ nbconvert's HTMLExporter go:
   replace BeautifulSoup for its cost). Here the same
   elements are found with BeautifulSoup's own element search, which is several
   times cheaper; they get the same attributes and the page is serialized by
-  the same BeautifulSoup tree, so the output is byte for byte the same.
+  the same BeautifulSoup tree.
 - Every grading process compiles nbconvert's and nbgrader's Jinja templates
   again (~0.5 s). Here the compiled templates are kept in Jinja's bytecode
   cache, in a folder only this user can use (jinja2.FileSystemBytecodeCache),
@@ -18,7 +22,7 @@ nbconvert's HTMLExporter go:
 """
 from __future__ import annotations
 
-import html
+from html import escape
 from typing import Any
 
 from bs4 import BeautifulSoup
@@ -28,6 +32,8 @@ from nbconvert.exporters.templateexporter import TemplateExporter
 from nbconvert.filters.highlight import Highlight2HTML
 from nbconvert.filters.widgetsdatatypefilter import WidgetsDataTypeFilter
 from nbformat import NotebookNode
+
+from coursekit.reports.math import inline_katex
 
 MISSING_ALT_TEXT = "No description has been provided for this image"
 # Highlighting costs about a millisecond per token of code (pygments' spans, then every later pass over
@@ -41,8 +47,19 @@ class BoundedHighlight(Highlight2HTML):
 
     def __call__(self, source, language=None, metadata=None):
         if len(source) > HIGHLIGHT_LIMIT:
-            return f"<div class=\"highlight\"><pre>{html.escape(source)}</pre></div>"
+            return f"<div class=\"highlight\"><pre>{escape(source)}</pre></div>"
         return super().__call__(source, language, metadata)
+
+
+# Code, outputs and text wrap at the page's width; tables and wide images scroll in their own box.
+WRAPPING_STYLE = """<style>
+pre, .highlight pre, div.output_area pre, div.input_area pre { white-space: pre-wrap; overflow-wrap: anywhere; }
+.rendered_html, .text_cell_render, div.output_subarea, div.input_area, .panel-body { overflow-wrap: anywhere; min-width: 0; }
+div.output_subarea, div.inner_cell, div.input_area { max-width: 100%; }
+.rendered_html table { display: block; max-width: 100%; overflow-x: auto; }
+.rendered_html img, div.output_subarea img { max-width: 100%; height: auto; }
+</style>
+"""
 
 
 def has_class(element, name: str) -> bool:
@@ -89,4 +106,14 @@ class FeedbackHTMLExporter(HTMLExporter):
             for element in soup.find_all("div", class_=wanted):
                 if inside_notebook(element):
                     element.attrs["tabindex"] = "0"
-        return str(soup), resources
+        drop_network_math(soup)
+        # After serializing: KaTeX and its fonts are ~0.6 MB, which BeautifulSoup need not parse.
+        return str(soup).replace("</head>", WRAPPING_STYLE + inline_katex() + "</head>", 1), resources
+
+
+def drop_network_math(soup) -> None:
+    """MathJax from a CDN and its configuration: KaTeX takes their place."""
+    for script in soup.find_all("script"):
+        source = script.attrs.get("src", "")
+        if "mathjax" in source.lower() or script.attrs.get("type") == "text/x-mathjax-config":
+            script.decompose()

@@ -1,24 +1,23 @@
-"""nbgrader's formgrader, for TAs: the rubric beside each free-text answer, MathJax without a CDN.
+"""nbgrader's formgrader, for TAs: the rubric beside each free-text answer, formulas without a CDN.
 
 The formgrader renders a submission with an HTMLExporter kept in the server's
 settings. Its submission page is served here by a subclass of nbgrader's own
 handler whose exporter uses a template extending nbgrader's: the same page,
 plus the master notebook's reference answer and rubric after each manually
-graded answer, and a local stand-in for MathJax. Only this page (the TAs')
+graded answer, and KaTeX from the kit behind a stand-in for MathJax's interface. Only this page (the TAs')
 changes: release and feedback are made by other exporters and never see it.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-from jupyter_server.base.handlers import JupyterHandler
 from jupyter_server.utils import url_path_join
-from tornado import web
 from nbconvert.exporters import HTMLExporter
 from nbgrader.server_extensions.formgrader import handlers as formgrader_handlers
 from traitlets import Dict
 
-from coursekit.ta_grading.handlers import instructor_markdown
+from coursekit.reports.math import linked_katex
+from coursekit.ta_grading.handlers import KATEX_URL, STATIC_URL, instructor_markdown
 from coursekit.ta_grading.questions import CoursePaths, read_master
 from coursekit.errors import CourseKitError
 from coursekit.notebooks import SOLUTION_REGION
@@ -26,8 +25,6 @@ from coursekit.nbgrader_plugins.rebuild import grade_id_of, is_answer, source_of
 
 HERE = Path(__file__).resolve().parent
 TEMPLATES = HERE / "formgrade_templates"
-STATIC = HERE / "static"
-STATIC_URL = "/coursekit/static"
 EXPORTER_SETTING = "coursekit_formgrade_exporter"
 
 
@@ -39,7 +36,9 @@ class RubricFormgradeExporter(HTMLExporter):
     def from_filename(self, filename, resources=None, **kw):
         resources = dict(resources or {})
         resources["coursekit_references"] = self.references_for(resources)
-        resources["coursekit_mathjax_url"] = f"{resources.get('base_url', '')}{STATIC_URL}/mathjax-offline.js"
+        base_url = resources.get("base_url", "")
+        resources["coursekit_mathjax_url"] = f"{base_url}{STATIC_URL}/mathjax-offline.js"
+        resources["coursekit_katex"] = linked_katex(base_url + KATEX_URL, selector=None)
         return super().from_filename(filename, resources=resources, **kw)
 
     def references_for(self, resources: dict) -> dict[str, str]:
@@ -89,16 +88,8 @@ class RubricSubmissionHandler(formgrader_handlers.SubmissionHandler):
             return None
 
 
-class OfflineMathJaxHandler(JupyterHandler):
-    @web.authenticated
-    def get(self) -> None:
-        self.set_header("Content-Type", "text/javascript; charset=utf-8")
-        self.finish((STATIC / "mathjax-offline.js").read_bytes())
-
-
 def formgrader_handlers_for(base_url: str) -> list[tuple]:
     """Registered before nbgrader's own (extensions load in name order), so these answer first."""
     return [
         (url_path_join(base_url, r"/formgrader/submissions/([^/]+)/?"), RubricSubmissionHandler),
-        (url_path_join(base_url, STATIC_URL + "/mathjax-offline.js"), OfflineMathJaxHandler),
     ]

@@ -5,6 +5,7 @@ guards them and POSTs need the server's XSRF token, as for its own API.
 """
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -15,14 +16,32 @@ from jupyter_server.base.handlers import JupyterHandler
 from jupyter_server.utils import url_path_join
 from nbgrader.api import MissingEntry
 from tornado import web
+from traitlets import Float
+from traitlets.config import Configurable
 
 from coursekit.errors import CourseKitError
-from coursekit.ta_grading.questions import QUESTION_ID, CoursePaths, QuestionRef, course_paths, list_questions, load_question, save_grades
+from coursekit.reports.math import KATEX_FOLDER, linked_katex
+from coursekit.ta_grading.grades import TeamChange
+from coursekit.ta_grading.questions import (QUESTION_ID, CoursePaths, QuestionRef, course_paths, grades_now,
+                                            list_questions, load_question, save_changes)
 
 URL_PREFIX = "/coursekit/questions"
 API_URL = "/coursekit/api/grades"
+# The page's script and KaTeX: public files, served without login like jupyter-server's own /static.
+STATIC_URL = "/coursekit/static"
+KATEX_URL = STATIC_URL + "/katex"
+STATIC_FOLDER = Path(__file__).resolve().parent / "static"
 PATHS_SETTING = "coursekit_ta_paths"
 TEMPLATES_SETTING = "coursekit_ta_templates"
+SETTINGS = "coursekit_ta_settings"
+
+
+class TaGrading(Configurable):
+    """Settings of the question page, from the Jupyter server's configuration (`c.TaGrading.…`)."""
+
+    poll_seconds = Float(2.0, help="How often a question page asks for other TAs' saves.").tag(config=True)
+    save_latency = Float(0.0, help="For tests only: seconds every save waits before it is written, "
+                                   "as over a slow network or with a busy database.").tag(config=True)
 
 # Reference answers and rubrics are the instructor's markdown; they are still
 # sanitized, because a course folder may be shared by several people.
@@ -57,8 +76,10 @@ class TaGradingHandler(JupyterHandler):
 
     def page(self, name: str, **values) -> str:
         environment = self.settings[TEMPLATES_SETTING]
+        base_url = self.base_url.rstrip("/")
         return environment.get_template(name).render(
-            base_url=self.base_url.rstrip("/"), prefix=URL_PREFIX, api_url=API_URL,
+            base_url=base_url, prefix=URL_PREFIX, api_url=API_URL, static_prefix=STATIC_URL,
+            math_head=linked_katex(base_url + KATEX_URL, selector=".math"),
             xsrf_token=self.xsrf_token.decode("ascii"), **values)
 
 
@@ -87,53 +108,102 @@ class QuestionHandler(TaGradingHandler):
         questions = list_questions(paths=self.paths)
         position = next((index for index, item in enumerate(questions) if item.question == question), 0)
         following = questions[position + 1].question if position + 1 < len(questions) else None
-        teams_state = {answer.team_id: {"score": answer.score, "comment": answer.comment,
-                                        "graded": not answer.needs_manual_grade,
-                                        "autoScored": answer.auto_score is not None}
-                       for group in page.groups for answer in group.answers}
+        teams_state = {answer.team_id: answer.grade.as_json() for group in page.groups for answer in group.answers}
         self.finish(self.page("question.html", page=page, question=question, following=following,
-                              teams_state=teams_state))
+                              teams_state=teams_state, poll_seconds=self.settings[SETTINGS].poll_seconds))
 
 
 class GradesApiHandler(TaGradingHandler):
-    """POST one score and comment for some teams' answers to one question."""
+    """GET: every team's grade of one question (what pages poll). POST: a TA's changes to some teams' grades.
+
+    A POST body names the question, whether the values were set for an answer
+    group ("as": "group") or for one team alone ("team"), and the changes:
+    per team a new `score` and/or `comment`, each with the version of the
+    field the page showed (`score_seen`, `comment_seen`). A score cannot be
+    emptied. Fields changed since the page saw them are not written and come
+    back as conflicts, with the value saved in the meantime; so do a group's
+    values for a team graded alone, unless the TA gave them to it on purpose
+    ("explicit": true).
+    """
 
     @web.authenticated
-    def post(self) -> None:
+    def get(self) -> None:
+        question = question_from(self.get_query_argument("assignment", ""), self.get_query_argument("notebook", ""),
+                                 self.get_query_argument("question", ""))
         try:
-            body = json.loads(self.request.body or b"{}")
-            question = question_from(str(body["assignment"]), str(body["notebook"]), str(body["question"]))
-            teams = [str(team) for team in body["teams"]]
-            score = body.get("manual_score")
-            score = None if score is None else float(score)
-            comment = str(body.get("comment") or "")
-        except (ValueError, KeyError, TypeError):
-            raise web.HTTPError(400, "expected assignment, notebook, question, teams, manual_score, comment") from None
-        if not teams:
-            raise web.HTTPError(400, "no team to grade")
+            grades, progress = grades_now(paths=self.paths, question=question)
+        except MissingEntry:
+            raise web.HTTPError(404, f"no manually graded question {question.grade_id}") from None
+        self.set_header("Cache-Control", "no-store")
+        self.reply({"teams": {team: grade.as_json() for team, grade in grades.items()},
+                    "graded": progress.graded, "total": progress.total})
+
+    @web.authenticated
+    async def post(self) -> None:
+        question, changes, as_group, explicit = self.read_changes()
+        latency = self.settings[SETTINGS].save_latency
+        if latency > 0:
+            await asyncio.sleep(latency)
         try:
-            saved, progress = save_grades(paths=self.paths, question=question, team_ids=teams,
-                                          manual_score=score, comment=comment)
+            outcome, progress = save_changes(paths=self.paths, question=question, changes=changes, as_group=as_group,
+                                             explicit=explicit)
         except MissingEntry as error:
             raise web.HTTPError(404, f"not in the gradebook: {error}") from None
         except ValueError as error:
             raise web.HTTPError(400, str(error)) from None
+        self.reply({"saved": [grade.as_json() for grade in outcome.saved],
+                    "conflicts": [conflict.as_json() for conflict in outcome.conflicts],
+                    "graded": progress.graded, "total": progress.total})
+
+    def read_changes(self) -> tuple[QuestionRef, list[TeamChange], bool, bool]:
+        try:
+            body = json.loads(self.request.body or b"{}")
+            question = question_from(str(body["assignment"]), str(body["notebook"]), str(body["question"]))
+            as_group = {"group": True, "team": False}[body["as"]]
+            explicit = body.get("explicit", False) is True
+            changes = [change_from(item) for item in body["changes"]]
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise web.HTTPError(400, "expected assignment, notebook, question, as (group or team) and changes: "
+                                     "[{team, score, score_seen, comment, comment_seen}]") from None
+        if not changes:
+            raise web.HTTPError(400, "no team to grade")
+        return question, changes, as_group, explicit
+
+    def reply(self, value: dict) -> None:
         self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps({
-            "saved": [{"team": item.team_id, "manual_score": item.manual_score, "comment": item.comment}
-                      for item in saved],
-            "graded": progress.graded, "total": progress.total,
-        }))
+        self.finish(json.dumps(value))
+
+
+def change_from(item: dict) -> TeamChange:
+    if "score" in item and item["score"] is None:
+        # An empty score field means "not scored yet", never "take the score away".
+        raise web.HTTPError(400, "a score cannot be emptied; leave out `score` to keep it")
+    score = item.get("score")
+    if score is not None and (isinstance(score, bool) or not isinstance(score, (int, float))):
+        raise ValueError("score is not a number")
+    comment = item.get("comment")
+    if comment is not None and not isinstance(comment, str):
+        raise ValueError("comment is not text")
+    return TeamChange(team_id=str(item["team"]), score=None if score is None else float(score),
+                      score_seen=optional_text(item.get("score_seen")), comment=comment,
+                      comment_seen=optional_text(item.get("comment_seen")))
+
+
+def optional_text(value) -> str | None:
+    return None if value is None else str(value)
 
 
 def register_handlers(server_app) -> None:
     web_app = server_app.web_app
     web_app.settings[TEMPLATES_SETTING] = template_environment()
+    web_app.settings[SETTINGS] = TaGrading(config=server_app.config)
     base_url = web_app.settings["base_url"]
     name = r"([A-Za-z0-9_.\-]+)"
     handlers = [
         (URL_PREFIX + r"/?", QuestionListHandler),
         (URL_PREFIX + f"/{name}/{name}/{name}/?", QuestionHandler),
         (API_URL, GradesApiHandler),
+        (KATEX_URL + "/(.*)", web.StaticFileHandler, {"path": str(KATEX_FOLDER)}),
+        (STATIC_URL + "/(.*)", web.StaticFileHandler, {"path": str(STATIC_FOLDER)}),
     ]
-    web_app.add_handlers(".*$", [(url_path_join(base_url, pattern), handler) for pattern, handler in handlers])
+    web_app.add_handlers(".*$", [(url_path_join(base_url, pattern), *rest) for pattern, *rest in handlers])

@@ -4,7 +4,8 @@ Scores and comments live only in nbgrader's gradebook (`Grade.manual_score`,
 `Comment.manual_comment`), so the formgrader, `nbgrader export` and
 `coursekit grade` see exactly what a TA saved here. Answer texts and team
 members are read from the autograded notebooks, the reference answer and
-rubric from the master notebook's solution region.
+rubric from the master notebook's solution region. How grades are read,
+versioned and saved (two TAs, answer groups): coursekit.ta_grading.grades.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from coursekit.errors import CourseKitError
 from coursekit.notebooks import SOLUTION_REGION, TEXT_STUB
 from coursekit.nbgrader_plugins.rebuild import grade_id_of, source_of, team_members_text
 from coursekit.nbgrader_plugins.keep_reviews import record_graded_answers
+from coursekit.ta_grading.grades import SaveOutcome, TeamChange, TeamGrade, apply_changes, read_team_grades
 
 # Assignment, notebook and cell names as they may appear in a URL.
 QUESTION_ID = re.compile(r"^[A-Za-z0-9_.\-]+$")
@@ -61,14 +63,19 @@ class TeamAnswer:
     team_id: str
     members: str          # what the team wrote in its team-members cell ("" if nothing)
     text: str             # the answer as written, shown as plain text
-    manual_score: float | None
-    auto_score: float | None
-    comment: str          # the TA's comment ("" if none)
-    needs_manual_grade: bool
+    grade: TeamGrade
 
     @property
     def score(self) -> float | None:
-        return self.manual_score if self.manual_score is not None else self.auto_score
+        return self.grade.score
+
+    @property
+    def comment(self) -> str:
+        return self.grade.comment
+
+    @property
+    def needs_manual_grade(self) -> bool:
+        return self.grade.waits_for_ta
 
 
 @dataclass(frozen=True)
@@ -128,11 +135,18 @@ def manual_questions(gradebook: Gradebook) -> list[tuple[QuestionRef, float]]:
     return [(QuestionRef(assignment, notebook, cell), float(points)) for assignment, notebook, cell, points in rows]
 
 
+def team_grades(gradebook: Gradebook, question: QuestionRef, team_ids: list[str] | None = None) -> dict[str, TeamGrade]:
+    return read_team_grades(gradebook, grade_id=question.grade_id, notebook_id=question.notebook_id,
+                            assignment_id=question.assignment_id, team_ids=team_ids)
+
+
+def progress_of(question: QuestionRef, max_score: float, grades: dict[str, TeamGrade]) -> QuestionProgress:
+    return QuestionProgress(question, max_score, graded=sum(not grade.waits_for_ta for grade in grades.values()),
+                            total=len(grades))
+
+
 def question_progress(gradebook: Gradebook, question: QuestionRef, max_score: float) -> QuestionProgress:
-    notebook = gradebook.find_notebook(question.notebook_id, question.assignment_id)
-    flags = [grade.needs_manual_grade for submitted in notebook.submissions for grade in submitted.grades
-             if grade.name == question.grade_id]
-    return QuestionProgress(question, max_score, graded=sum(not flag for flag in flags), total=len(flags))
+    return progress_of(question, max_score, team_grades(gradebook, question))
 
 
 def list_questions(*, paths: CoursePaths) -> list[QuestionProgress]:
@@ -172,95 +186,82 @@ def reference_of(master, grade_id: str) -> tuple[str, str]:
     return "", ""
 
 
-def answer_cell_text(notebook, grade_id: str) -> str:
-    for cell in notebook.cells:
-        if grade_id_of(cell) == grade_id:
-            return source_of(cell)
-    return ""
-
-
 def load_question(*, paths: CoursePaths, question: QuestionRef) -> QuestionPage:
     master = read_master(paths, assignment_id=question.assignment_id, notebook_id=question.notebook_id)
     prompt, reference = reference_of(master, question.grade_id)
-    answers = []
     with open_gradebook(paths) as gradebook:
-        questions = dict(manual_questions(gradebook))
-        if question not in questions:
-            raise MissingEntry(question.grade_id)
-        notebook = gradebook.find_notebook(question.notebook_id, question.assignment_id)
-        for submitted in notebook.submissions:
-            grade = next((g for g in submitted.grades if g.name == question.grade_id), None)
-            comment = next((c for c in submitted.comments if c.name == question.grade_id), None)
-            if grade is None:
-                continue
-            team_id = submitted.student.id
-            text, members = read_answer(paths, question, team_id)
-            answers.append(TeamAnswer(
-                team_id=team_id, members=members, text=text, manual_score=grade.manual_score,
-                auto_score=grade.auto_score, comment=(comment.manual_comment or "") if comment else "",
-                needs_manual_grade=bool(grade.needs_manual_grade)))
-        progress = question_progress(gradebook, question, questions[question])
-    return QuestionPage(progress=progress, prompt=prompt, reference=reference, groups=group_answers(answers))
+        max_score = max_score_of(gradebook, question)
+        grades = team_grades(gradebook, question)
+    answers = []
+    for team_id, grade in grades.items():
+        text, members = read_answer(paths, question, team_id)
+        answers.append(TeamAnswer(team_id=team_id, members=members, text=text, grade=grade))
+    return QuestionPage(progress=progress_of(question, max_score, grades), prompt=prompt, reference=reference,
+                        groups=group_answers(answers))
+
+
+def max_score_of(gradebook: Gradebook, question: QuestionRef) -> float:
+    """The question's points; MissingEntry if it is no question a TA grades."""
+    questions = dict(manual_questions(gradebook))
+    if question not in questions:
+        raise MissingEntry(question.grade_id)
+    return questions[question]
+
+
+def grades_now(*, paths: CoursePaths, question: QuestionRef) -> tuple[dict[str, TeamGrade], QuestionProgress]:
+    """Every team's grade of the question and the question's progress, as a page polls them."""
+    with open_gradebook(paths) as gradebook:
+        max_score = max_score_of(gradebook, question)
+        grades = team_grades(gradebook, question)
+    return grades, progress_of(question, max_score, grades)
+
+
+# Answer texts and team members by notebook file and its size and modification time: saves read the
+# texts of the teams they grade, and a notebook is parsed once until autograding writes it again.
+_ANSWERS: dict[tuple[str, int, int], tuple[dict[str, str], str]] = {}
 
 
 def read_answer(paths: CoursePaths, question: QuestionRef, team_id: str) -> tuple[str, str]:
     path = paths.autograded_notebook(team_id=team_id, assignment_id=question.assignment_id,
                                      notebook_id=question.notebook_id)
     try:
-        notebook = nbformat.read(str(path), as_version=4)
+        stat = path.stat()
+        key = (str(path), stat.st_size, stat.st_mtime_ns)
+        if key not in _ANSWERS:
+            notebook = nbformat.read(str(path), as_version=4)
+            if len(_ANSWERS) > 4096:
+                _ANSWERS.clear()
+            texts: dict[str, str] = {}
+            for cell in notebook.cells:
+                if grade_id_of(cell):
+                    texts.setdefault(grade_id_of(cell), source_of(cell))
+            _ANSWERS[key] = (texts, team_members_text(notebook))
     except (OSError, ValueError):
         return "", ""
-    return answer_cell_text(notebook, question.grade_id), team_members_text(notebook)
+    texts, members = _ANSWERS[key]
+    return texts.get(question.grade_id, ""), members
 
 
-@dataclass(frozen=True)
-class SavedGrade:
-    team_id: str
-    manual_score: float | None
-    comment: str
-
-
-def save_grades(*, paths: CoursePaths, question: QuestionRef, team_ids: list[str], manual_score: float | None,
-                comment: str) -> tuple[tuple[SavedGrade, ...], QuestionProgress]:
-    """One score and comment for the given teams' answers to one question, in one short transaction.
+def save_changes(*, paths: CoursePaths, question: QuestionRef, changes: list[TeamChange], as_group: bool,
+                 explicit: bool = False) -> tuple[SaveOutcome, QuestionProgress]:
+    """Save a TA's changes to some teams' grades of one question, in one short transaction.
 
     Only those teams' Grade and Comment rows of this question are written, so
-    TAs grading other questions (or other teams) at the same time lose nothing.
+    TAs grading other questions (or other teams) at the same time lose nothing;
+    a field changed since the TA saw it is not written but returned as a conflict.
     """
     with open_gradebook(paths) as gradebook:
-        questions = dict(manual_questions(gradebook))
-        if question not in questions:
-            raise MissingEntry(question.grade_id)
-        max_score = questions[question]
-        if manual_score is not None and not 0 <= manual_score <= max_score:
-            raise ValueError(f"a score for {question.grade_id} is between 0 and {max_score:g}")
-        try:
-            # Rows are locked in one order, so two saves of overlapping teams cannot deadlock on PostgreSQL,
-            # and locked before writing (SELECT ... FOR UPDATE): an UPDATE that changes nothing takes no
-            # lock, and two TAs' saves would interleave row by row (a score of one, a comment of the other).
-            for team_id in sorted(set(team_ids)):
-                grade = gradebook.find_grade(question.grade_id, question.notebook_id, question.assignment_id, team_id)
-                gradebook.db.refresh(grade, with_for_update=True)
-                grade.manual_score = manual_score
-                # As the formgrader does: cleared once a score exists, back on if none is left.
-                grade.needs_manual_grade = manual_score is None and grade.auto_score is None
-                try:
-                    row = gradebook.find_comment(question.grade_id, question.notebook_id, question.assignment_id, team_id)
-                    gradebook.db.refresh(row, with_for_update=True)
-                    row.manual_comment = comment or None
-                except MissingEntry:
-                    pass
-            gradebook.db.commit()
-        except BaseException:
-            gradebook.db.rollback()
-            raise
+        max_score = max_score_of(gradebook, question)
+        outcome = apply_changes(gradebook, grade_id=question.grade_id, notebook_id=question.notebook_id,
+                                assignment_id=question.assignment_id, max_score=max_score, changes=changes,
+                                as_group=as_group, explicit=explicit)
         progress = question_progress(gradebook, question, max_score)
-    if manual_score is not None:
-        for team_id in team_ids:
-            text, _ = read_answer(paths, question, team_id)
-            record_graded_answers(course_root=Path(paths.coursedir.root), student_id=team_id,
-                                  notebook_id=question.notebook_id, answers={question.grade_id: text})
-    return tuple(SavedGrade(team_id, manual_score, comment) for team_id in team_ids), progress
+    scored = [grade.team_id for grade in outcome.saved if grade.manual_score is not None]
+    for team_id in scored:
+        text, _ = read_answer(paths, question, team_id)
+        record_graded_answers(course_root=Path(paths.coursedir.root), student_id=team_id,
+                              notebook_id=question.notebook_id, answers={question.grade_id: text})
+    return outcome, progress
 
 
 def open_gradebook(paths: CoursePaths) -> Gradebook:
