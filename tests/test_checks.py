@@ -290,3 +290,27 @@ def test_every_contract_cell_has_a_checker_and_a_recorder():
                 "net_loss", "attention_qk", "attention_scores", "attention_variance", "attention_softmax",
                 "optimizer_choice"}
     assert set(checks.CHECKERS) == contract == set(collect.RECORDERS)
+
+
+@pytest.mark.parametrize("team", [f"team-{number}" for number in range(40)])
+def test_float32_and_float64_right_answers_pass_on_any_draw(team):
+    """A right answer computed in float32, in any order of operations, carries rounding the judge allows;
+    answers that are wrong in the usual ways do not pass on the same draw."""
+    drawn = draw(secret=b"r" * 32, team=team, submission="s")
+    Wq, Wk = torch.tensor(drawn.Wq, requires_grad=True), torch.tensor(drawn.Wk, requires_grad=True)
+    words = torch.tensor(drawn.x_words)
+    for Q, K in ((words @ Wq, words @ Wk), (torch.einsum("ij,jk->ik", words, Wq).double(), torch.mm(words, Wk).double())):
+        scores = Q @ K.T
+        scaled = scores * (1 / 2 ** 0.5)
+        shifted = torch.exp(scaled - scaled.max(dim=1, keepdim=True).values)
+        namespace = dict(Q=Q, K=K, d_k=2, scores=scores, scores_scaled=scaled,
+                         var_scores=numpy.var(scores.detach().numpy(), ddof=1),
+                         var_scores_scaled=scaled.var(unbiased=False).item(),
+                         weights=shifted / shifted.sum(dim=1, keepdim=True))
+        for cell in ("attention_qk", "attention_scores", "attention_variance", "attention_softmax"):
+            assert checks.grade_namespace(cell, namespace, points=1, given=drawn).full_marks, cell
+    scores = (words @ Wq) @ (words @ Wk).T
+    wrong = dict(weights=torch.softmax(scores / math.sqrt(2), dim=0), var_scores=scores.std().item(),
+                 var_scores_scaled=(scores / 2).var().item(), Q=words @ Wk, K=words @ Wq)
+    for cell in ("attention_qk", "attention_variance", "attention_softmax"):
+        assert checks.grade_namespace(cell, wrong, points=1, given=drawn).score == 0, cell
