@@ -20,7 +20,8 @@ from nbclient.exceptions import DeadKernelError
 
 from coursekit.sandbox import cgroups
 from coursekit.sandbox import seccomp
-from coursekit.sandbox.kernel_manager import CELL_OUTPUT_LIMIT_BYTES, SandboxedKernelManager
+from coursekit.sandbox.kernel_client import CELL_OUTPUT_LIMIT_BYTES
+from coursekit.sandbox.kernel_manager import SandboxedKernelManager
 from conftest import MASTER_PATH, REPOSITORY
 
 MIB = 1024 * 1024
@@ -296,7 +297,7 @@ def test_bubblewrap_gets_the_filter_the_fork_server_installs(tmp_path):
         manager.write_connection_file()
         command = manager.format_kernel_cmd()
         options = json.loads(command[command.index("--run") + 1])
-        assert bytes.fromhex(options["seccomp"]) == seccomp.program() and options["cgroup"]
+        assert bytes.fromhex(options["seccomp"]) == seccomp.program() and options["cgroups"]
         assert command[command.index("--seccomp") + 1] == "3"
     finally:
         manager.release_sandbox()

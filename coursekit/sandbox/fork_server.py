@@ -123,9 +123,11 @@ class ForkServer:
         if cls._running is not None:
             cls._running.stop()
 
-    def relay_command(self, request: dict) -> list[str]:
+    def relay_command(self, request: dict, *, beside: list[str] | None = None) -> list[str]:
+        """The relay's command; `beside`: a command the relay runs as long as the kernel (see kernel_relay)."""
         relay = str(Path(__file__).with_name("kernel_relay.py"))
-        return [sys.executable, "-I", "-S", relay, "--fork-server", self.socket_path, json.dumps(request)]
+        return [sys.executable, "-I", "-S", relay, "--fork-server", self.socket_path, json.dumps(request),
+                json.dumps({"beside": beside})]
 
     def stop(self) -> None:
         if os.getpid() != self.owner:
