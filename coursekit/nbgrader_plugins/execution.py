@@ -32,7 +32,7 @@ import time
 from typing import Any
 
 from jupyter_core.utils import run_sync
-from nbclient.exceptions import DeadKernelError
+from nbclient.exceptions import CellControlSignal, DeadKernelError
 from nbformat import NotebookNode
 from traitlets import Bool, Integer
 
@@ -123,8 +123,14 @@ class SandboxedExecute(Execute):
         self._oversized_records: set[int] = set()
         self._findings: list[dict] = []
         self._given: GivenValues = given_values_of(resources) or SHEET
+        self._cell_index = -1
+        self._traffic = None
         try:
             nb, resources = super().preprocess(nb, resources, km=km)
+        except Exception as error:
+            if not self.code_cells_executed:
+                raise  # the kernel never ran the notebook: nbgrader reports it as not graded
+            self.stopped_early(nb, error)
         finally:
             # Written only now, with the kernel gone: no display update can touch them.
             for index, (verdict, kept) in self._verdicts.items():
@@ -135,6 +141,8 @@ class SandboxedExecute(Execute):
             self._status, self._stop_reason = GradingStatus.UNREADABLE, status["unreadable"]
         status.update(status=self._status.value, reason=self._stop_reason)
         status[FINDINGS_KEY] = status.get(FINDINGS_KEY, []) + self._findings
+        if self._traffic is not None and self._traffic.dropped:
+            status["messages_dropped"] = dict(self._traffic.dropped)
         return nb, resources
 
     def finding(self, cell_index: int, explanation: str) -> None:
@@ -143,9 +151,29 @@ class SandboxedExecute(Execute):
         name = (cell.get("metadata", {}).get("nbgrader", {}).get("grade_id") if cell else None) or f"cell {cell_index + 1}"
         self._findings.append({"cell": name, "explanation": explanation})
 
+    # ------------------------------------------------------------ resilience: nothing a kernel sends ends the notebook
+
+    def stopped_early(self, nb: NotebookNode, error: Exception) -> None:
+        """nbclient gave up on the notebook after its kernel ran: the cells judged so far keep their points.
+
+        The kernel's client passes on only messages it checked (coursekit.sandbox.kernel_client);
+        this is the last line behind it. Graded cells not judged yet get a NotRun error, so
+        nbgrader does not score them as passed.
+        """
+        reason = f"grading stopped early: the kernel's messages broke the grader ({type(error).__name__})"
+        self.log.warning("coursekit: %s", reason)
+        left = [cell for index, cell in enumerate(nb.cells) if index >= self._cell_index and index not in self._verdicts
+                and cell.cell_type == "code" and utils.is_grade(cell)]
+        if left and not self._stop_reason:
+            self._status, self._stop_reason = GradingStatus.CRASHED, reason
+        for cell in left:
+            cell.outputs = [error_output("NotRun", self._stop_reason or reason)]
+
     async def async_execute_cell(self, cell, cell_index, execution_count=None, store_history=True):
         if cell.cell_type != "code" or not cell.source.strip():
             return await super().async_execute_cell(cell, cell_index, execution_count, store_history)
+        self._cell_index = cell_index
+        self._traffic = getattr(self.kc, "traffic", self._traffic)  # what the client dropped, for the metadata
         if self._stop_reason:
             cell.outputs = [error_output("NotRun", self._stop_reason)] if utils.is_grade(cell) else []
             return cell
@@ -231,6 +259,12 @@ class SandboxedExecute(Execute):
     def process_message(self, msg, cell, cell_index):
         try:
             return super().process_message(msg, cell, cell_index)
+        except CellControlSignal:
+            raise  # the idle status: the cell is done
+        except Exception as error:  # the client checked the message already; whatever still breaks drops it alone
+            self.log.warning("coursekit: dropped a %s message nbclient could not handle (%s)",
+                             msg.get("msg_type"), type(error).__name__)
+            return None
         finally:
             # nbclient copies any message's execution_count into the cell unchecked.
             if type(cell.get("execution_count")) is not int:
@@ -280,6 +314,11 @@ class SandboxedExecute(Execute):
             await self.stop_kernel(GradingStatus.CRASHED,
                                    "the kernel died (crash, os._exit, a killed process or exhausted memory)")
             cell.outputs.append(error_output("KernelDied", self._stop_reason))
+            return False
+        except Exception as error:  # anything else the kernel's messages broke: its earlier cells keep their points
+            await self.stop_kernel(GradingStatus.CRASHED,
+                                   f"grading stopped: the kernel's messages broke the grader ({type(error).__name__})")
+            cell.outputs.append(error_output("KernelMisbehaved", self._stop_reason))
             return False
         if any(o.get("ename") == "CellTimeoutError" for o in cell.outputs):
             if not await self.run_silently("pass"):
