@@ -77,14 +77,16 @@ def test_rows_and_left_out_students(feedback_folder):
         waiting={"fred": 2}, feedback_folder=feedback_folder, pass_mark=50)
     assert [(r.username, r.team, r.score, r.passed) for r in rows] == [
         ("anna", "anna_bob", 50.0, True), ("bob", "anna_bob", 50.0, True), ("dora", "carl_dora", 70.0, True),
-        ("fred", "fred", 40.0, None), ("hugo", "hugo", 10.0, False)]
+        ("emil", "emil", 70.0, True), ("fred", "fred", 40.0, None), ("hugo", "hugo", 10.0, False)]
     fred = next(row for row in rows if row.username == "fred")
     assert "Not final: 2 answers still wait for a TA" in fred.comment
+    # A crash keeps the points judged before it: the student gets a line that says so.
+    emil = next(row for row in rows if row.username == "emil")
+    assert "Grading stopped early (kernel crashed)" in emil.comment and "stopped" not in fred.comment
     assert rows[0].feedback == feedback_folder / "anna_bob.html"
     reasons = {(entry.username, entry.team): entry.reason for entry in left_out}
-    assert set(reasons) == {("carl", "carl"), ("carl", "carl_dora"), ("emil", "emil"), ("gina", "gina")}
+    assert set(reasons) == {("carl", "carl"), ("carl", "carl_dora"), ("gina", "gina")}
     assert "2 teams" in reasons["carl", "carl"]
-    assert reasons["emil", "emil"] == "grading kernel crashed: the kernel died in Task 2"
     assert "not in the roster" in reasons["gina", "gina"]
 
 
@@ -104,6 +106,15 @@ def test_an_undecided_passed_is_an_empty_column(tmp_path, feedback_folder):
         pass_mark=50)
     lines = exported.bulk_assessment.read_text(encoding="utf-8").splitlines()
     assert [line.split(",")[:3] for line in lines[1:]] == [["fred", "40.0", ""], ["hugo", "52.0", "yes"]]
+
+
+def test_a_team_whose_grading_failed_is_left_out_with_the_reason(feedback_folder):
+    results = [team("ida", ("ida",), status="not graded", reason="nbgrader could not grade this submission")]
+    rows, left_out = olat_export.bulk_assessment(results=results, roster=(), waiting={},
+                                                 feedback_folder=feedback_folder, pass_mark=50)
+    assert rows == ()
+    assert [(entry.username, entry.reason) for entry in left_out] == [
+        ("ida", "grading not graded: nbgrader could not grade this submission")]
 
 
 def test_without_roster_every_member_counts(feedback_folder):
