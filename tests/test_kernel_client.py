@@ -170,6 +170,8 @@ def test_a_type_the_grader_does_not_use_is_dropped_unread(channels):
     # 30 MiB that are no JSON at all: were they unpacked, they would count as malformed.
     for msg_type in ("x_unused_type", "comm_msg", "input_request", "debug_event"):
         iopub_kernel.send(header(msg_type), raw={3: b"\0" * (30 * MIB)})
+    # To no request at all (the kernel's "starting" status, its IOPub welcome): dropped without a count.
+    iopub_kernel.send(header("iopub_welcome"), parent={}, content={"subscription": ""})
     iopub_kernel.send(header("stream"), content={"name": "stdout", "text": "after"})
     messages = asyncio.run(received(iopub))
     assert [message["content"]["text"] for message in messages] == ["after"]

@@ -96,7 +96,7 @@ class Guard:
             # Few messages queued: they are the kernel's memory, but the kernel need not hoard them here.
             # No ZMQ_MAXMSGSIZE: a frame over it would end the connection for good (a protocol error
             # is not reconnected), and one oversized frame would cut the grader off its kernel.
-            socket.setsockopt(zmq.RCVHWM, 4)
+            socket.setsockopt(zmq.RCVHWM, 1)
         return socket
 
     def run(self) -> None:

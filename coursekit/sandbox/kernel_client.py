@@ -10,11 +10,13 @@ So what the sockets can hold is bounded: queued messages times their cap.
 
 Then a message is read in the order that costs least:
 
-1. its header (a few hundred bytes, at most HEADER_LIMIT_BYTES): a message type
-   the grader does not use on that channel (USED_TYPES: what nbclient and
-   nbgrader read) is dropped here, before its content is even looked at;
-2. its parent header: only replies and outputs of requests this client sent
-   count (nbclient ignores the others anyway); a request gets one reply;
+1. its header and parent header (a few hundred bytes each, at most
+   HEADER_LIMIT_BYTES): a message type the grader does not use on that channel
+   (USED_TYPES: what nbclient and nbgrader read) is dropped here, before its
+   content is even looked at; so are messages to no request at all (the
+   kernel's "starting" status), without being counted;
+2. only replies and outputs of requests this client sent count (nbclient
+   ignores the others anyway); a request gets one reply;
 3. its signature, its metadata, the date in its header;
 4. its content: capped per message type, and for outputs charged against the
    cell's and the notebook's output budget (bytes plus what unpacking costs per
@@ -104,6 +106,10 @@ JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
 
 class Dropped(Exception):
     """This message is not passed on; the reason is counted."""
+
+
+class Announcement(Dropped):
+    """A message to no request (the kernel's "starting" status, its IOPub welcome): dropped, not counted."""
 
 
 def json_values(raw: bytes) -> int:
@@ -276,6 +282,8 @@ class CheckedChannel(AsyncZMQSocketChannel):
         frames = await self.socket.recv_multipart(copy=False, **kwargs)
         try:
             return self.checked(frames)
+        except Announcement:
+            pass
         except Dropped as reason:
             self.count_drop(str(reason))
         except Exception as error:  # a check this module did not foresee: still only this message
@@ -300,12 +308,14 @@ class CheckedChannel(AsyncZMQSocketChannel):
         msg_type, msg_id = header_fields.get("msg_type"), header_fields.get("msg_id")
         if not isinstance(msg_type, str) or not isinstance(msg_id, str):
             raise Dropped("no message type or id")
+        parent_fields = unpack(parent.bytes, what="parent header")
+        if not parent_fields:
+            raise Announcement()
         if msg_type not in USED_TYPES.get(self.channel, ()):
             raise Dropped("a type the grader does not use")
         version = header_fields.get("version", PROTOCOL_MAJOR)
         if not isinstance(version, str) or version.split(".")[0] != PROTOCOL_MAJOR:
             raise Dropped("another protocol version")
-        parent_fields = unpack(parent.bytes, what="parent header")
         self.check_parent(parent_fields.get("msg_id"))
         if self.session.auth is not None:
             expected = self.session.auth.copy()
@@ -433,6 +443,8 @@ def apply_limit(socket: zmq.Socket, limit: ChannelLimit) -> None:
     """Before connecting: ZeroMQ takes a socket's options into a connection when it is made."""
     socket.setsockopt(zmq.MAXMSGSIZE, limit.largest_message_bytes)
     socket.setsockopt(zmq.RCVHWM, limit.queued_messages)
+    # The channel guard binds its sockets a moment after the client connects: retry soon, not after 0.1 s.
+    socket.setsockopt(zmq.RECONNECT_IVL, 10)
 
 
 def connected_socket(connection, channel: str, identity: bytes | None = None) -> zmq.Socket:
