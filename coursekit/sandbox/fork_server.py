@@ -8,7 +8,7 @@ every kernel is a fork of it that builds the sandbox bubblewrap builds
 every module of the kit but coursekit.recorder:
 
     server ── per kernel ──> monitor (host namespaces; ends the sandbox when the relay goes)
-                              └─> init (in the kernel's memory cgroup; pid 1 of new pid,
+                              └─> init (in the kernel's cgroups; pid 1 of new pid,
                                    mount, network, IPC and UTS namespaces; builds the
                                    read-only root, reaps orphans)
                                    └─> kernel (own session, resource limits, random
@@ -305,8 +305,8 @@ def become_init(request: dict, output_fds: list[int]) -> None:
     code = 1
     try:
         namespaces.die_with_parent()
-        if request.get("cgroup"):  # first: all the sandbox holds in memory counts from here on
-            cgroups.join(request["cgroup"])
+        for folder in request.get("cgroups") or []:  # first: all the sandbox holds and uses counts from here on
+            cgroups.join(folder)
         enter_sandbox(request)
         kernel = os.fork()
         if kernel == 0:

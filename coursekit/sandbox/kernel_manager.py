@@ -35,7 +35,7 @@ import tempfile
 from pathlib import Path
 
 from jupyter_client.manager import AsyncKernelManager
-from traitlets import Bool, DottedObjectName, Integer, Type, Unicode
+from traitlets import Bool, DottedObjectName, Float, Integer, Type, Unicode
 
 from coursekit.sandbox import cgroups
 from coursekit.sandbox import channel_guard
@@ -119,6 +119,16 @@ def memory_cap_summary(home: cgroups.CgroupHome | str, limit_mib: int) -> str:
             f"{limit_mib + ADDRESS_SPACE_HEADROOM_BYTES // MIB} MiB by RLIMIT_AS, tmpfs by its sizes")
 
 
+def cpu_share_summary(home: cgroups.CgroupHome | str, share: cgroups.CpuShare) -> str:
+    """The one line that says how kernels share the CPU here."""
+    if isinstance(home, cgroups.CgroupHome):
+        cap = f", capped at {share.cores:g} CPUs" if share.cores > 0 else ""
+        return (f"coursekit: each kernel's processes share one CPU weight ({share.weight}){cap}, and its time "
+                f"limits count its own CPU time, by a cgroup v{home.version} cpu cgroup per kernel under {home.folder}")
+    return (f"coursekit: no cpu cgroup ({home}): kernels share the CPU as the scheduler shares processes, "
+            "and time limits count wall-clock time")
+
+
 def sandbox_environment() -> dict[str, str]:
     return {"HOME": SANDBOX_HOME, "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
             "LANG": "C.UTF-8", "MPLCONFIGDIR": "/tmp", "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1",
@@ -138,6 +148,19 @@ class SandboxedKernelManager(AsyncKernelManager):
     memory_cgroup = Bool(
         True, help="Cap each kernel's memory, shared memory and tmpfs included, with a memory cgroup where one "
         "can be made (as root); otherwise, or when False, RLIMIT_AS and the tmpfs sizes bound them."
+    ).tag(config=True)
+    cpu_cgroup = Bool(
+        True, help="Give each kernel's processes one CPU weight and cap with a cpu cgroup where one can be made (as "
+        "root), whatever sessions they start; it also counts their CPU time, which the notebook's time limits then "
+        "count (SandboxedExecute.wall_clock_slack). Otherwise, or when False, the scheduler shares the CPU per "
+        "session and limits count wall-clock time."
+    ).tag(config=True)
+    cpu_weight = Integer(
+        100, min=1, max=10000, help="Each kernel's CPU weight against the other kernels' (cgroup v2 cpu.weight; v1 "
+        "cpu.shares is 1024/100 of it). Equal weights: parallel notebooks get equal shares of a busy machine."
+    ).tag(config=True)
+    cpu_limit = Float(
+        1.0, min=0.0, help="At most this many CPUs' time for one notebook's processes together (0: no cap)."
     ).tag(config=True)
     home_size_limit_mib = Integer(
         256, help="Size of the student's home folder, a tmpfs holding a copy of the submission's folder (MiB; "
@@ -170,7 +193,7 @@ class SandboxedKernelManager(AsyncKernelManager):
         self.kernel_connection_file = str(self._private_folder / "connection.json")
         self._sandbox_uid = random.randint(200000, 299999) if os.geteuid() == 0 else os.geteuid()
         self._home_mounted = False
-        self._cgroup: str | None = None
+        self._cgroup: cgroups.KernelCgroup | None = None
         self._kernel_arguments: list[str] = []
 
     def bwrap(self) -> str | None:
@@ -195,7 +218,7 @@ class SandboxedKernelManager(AsyncKernelManager):
         if self.kernel_spec is not None:
             self.kernel_spec.interrupt_mode = "message"  # signals do not cross the sandbox's session
         self.prepare_private_folder()
-        self.prepare_memory_cgroup()
+        self.prepare_cgroups()
         self.write_kernel_connection_file()
         use_server = self.fork_server and os.geteuid() == 0
         server = ForkServer.shared(environment=sandbox_environment()) if use_server else None
@@ -216,7 +239,16 @@ class SandboxedKernelManager(AsyncKernelManager):
 
     def cgroups(self) -> list[str]:
         """The folders of the kernel's cgroups: what its sandbox and its channel guard join."""
-        return [self._cgroup] if self._cgroup else []
+        return list(self._cgroup.folders) if self._cgroup else []
+
+    def cpu_seconds(self) -> float | None:
+        """The CPU time the kernel's sandbox and its channel guard used so far; None without a cpu cgroup."""
+        if self._cgroup is None or self._cgroup.usage_file is None:
+            return None
+        return cgroups.cpu_seconds(self._cgroup.usage_file)
+
+    def memory_capped(self) -> bool:
+        return self._cgroup is not None and self._cgroup.memory_capped
 
     def write_kernel_connection_file(self) -> None:
         """The connection file the kernel reads: its sockets in the folder it sees, the same key."""
@@ -237,7 +269,7 @@ class SandboxedKernelManager(AsyncKernelManager):
             "kernel": self.endpoints(str(self._private_folder / "kernel")), "grader": self.endpoints(self.ip),
             "limits": {channel: [limit.largest_message_bytes, limit.most_frames] for channel, limit in limits.items()},
             "cgroups": self.cgroups(),
-            "address_space_bytes": None if self._cgroup else GUARD_ADDRESS_SPACE_BYTES,
+            "address_space_bytes": None if self.memory_capped() else GUARD_ADDRESS_SPACE_BYTES,
         }
         return [sys.executable, "-I", channel_guard.__file__, json.dumps(config)]
 
@@ -249,7 +281,7 @@ class SandboxedKernelManager(AsyncKernelManager):
         return seccomp.program(refuse_memfd=self.address_space_bytes() is not None)
 
     def address_space_bytes(self) -> int | None:
-        if self._cgroup is not None:
+        if self.memory_capped():
             return None
         return self.memory_limit_mib * MIB + ADDRESS_SPACE_HEADROOM_BYTES
 
@@ -279,26 +311,32 @@ class SandboxedKernelManager(AsyncKernelManager):
             path.touch(mode=0o600)
             path.write_bytes(content)
 
-    _memory_cap_said_in: int | None = None  # the process that logged the memory cap line
+    _caps_said_in: int | None = None  # the process that logged the memory and CPU lines
 
-    def prepare_memory_cgroup(self) -> None:
+    def prepare_cgroups(self) -> None:
         if self._cgroup is not None:
-            return  # a restart keeps the kernel's cgroup
-        home = cgroups.find_home() if self.memory_cgroup else "switched off by SandboxedKernelManager.memory_cgroup"
-        if isinstance(home, cgroups.CgroupHome):
-            try:
-                self._cgroup = cgroups.create(limit_bytes=self.memory_limit_mib * MIB)
-            except OSError as error:
-                home = f"cannot create one under {home.folder}: {error.strerror or error}"
-        if SandboxedKernelManager._memory_cap_said_in != os.getpid():
-            SandboxedKernelManager._memory_cap_said_in = os.getpid()
-            summary = memory_cap_summary(home, self.memory_limit_mib)
-            (self.log.info if self._cgroup else self.log.warning)(summary)
+            return  # a restart keeps the kernel's cgroups
+        memory = cgroups.find_home() if self.memory_cgroup else "switched off by SandboxedKernelManager.memory_cgroup"
+        cpu = cgroups.find_cpu_home() if self.cpu_cgroup else "switched off by SandboxedKernelManager.cpu_cgroup"
+        share = cgroups.CpuShare(weight=self.cpu_weight, cores=self.cpu_limit)
+        try:
+            self._cgroup = cgroups.create(
+                memory_bytes=self.memory_limit_mib * MIB if isinstance(memory, cgroups.CgroupHome) else None,
+                cpu=share if isinstance(cpu, cgroups.CgroupHome) else None)
+        except OSError as error:
+            memory = cpu = f"cannot create one: {error.strerror or error}"
+        if SandboxedKernelManager._caps_said_in != os.getpid():
+            SandboxedKernelManager._caps_said_in = os.getpid()
+            (self.log.info if self.memory_capped() else self.log.warning)(
+                memory_cap_summary(memory, self.memory_limit_mib))
+            (self.log.info if self._cgroup and self._cgroup.cpu_shared else self.log.warning)(
+                cpu_share_summary(cpu, share))
 
     def release_sandbox(self) -> None:
         """Kill what is left of the sandbox, remove its cgroup and its private folder."""
         if self._cgroup is not None:
-            cgroups.remove(self._cgroup)
+            for folder in self._cgroup.folders:
+                cgroups.remove(folder)
             self._cgroup = None
         if self._home_mounted:
             try:
@@ -322,7 +360,7 @@ class SandboxedKernelManager(AsyncKernelManager):
             "connection_file": self.kernel_connection_file, "private_folder": str(self._private_folder),
             "home": {"outside": str(self.student_work_copy()), "inside": SANDBOX_HOME},
             "uid": self._sandbox_uid, "memory_bytes": self.memory_limit_mib * MIB,
-            "address_space_bytes": self.address_space_bytes(), "cgroup": self._cgroup,
+            "address_space_bytes": self.address_space_bytes(), "cgroups": self.cgroups(),
             "processes": self.process_limit, "file_size_bytes": self.file_size_limit_mib * MIB,
             "system_folders": list(SYSTEM_FOLDERS), "system_files": list(SYSTEM_FILES),
             "read_only": python_folders(), "kit": kit_view(), "environment": sandbox_environment(),
