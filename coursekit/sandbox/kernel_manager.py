@@ -125,7 +125,7 @@ def cpu_share_summary(home: cgroups.CgroupHome | str, share: cgroups.CpuShare) -
         cap = f", capped at {share.cores:g} CPUs" if share.cores > 0 else ""
         return (f"coursekit: each kernel's processes share one CPU weight ({share.weight}){cap}, and its time "
                 f"limits count its own CPU time, by a cgroup v{home.version} cpu cgroup per kernel under {home.folder}")
-    return (f"coursekit: no cpu cgroup ({home}): kernels share the CPU as the scheduler shares processes, "
+    return (f"coursekit: no cpu cgroup ({home}): kernels share the CPU as the scheduler shares sessions, "
             "and time limits count wall-clock time")
 
 
