@@ -321,30 +321,34 @@ from coursekit.notebooks import fill_answers, master_answers, read_notebook
 def status(field):
     return int(next(line for line in open("/proc/self/status") if line.startswith(field + ":")).split()[1]) << 10
 
-name, master_path, fixtures, folder = sys.argv[1:]
+name, master_path, fixtures, folder, edit = sys.argv[1:]
 master = read_notebook(master_path)
 spec = next(spec for spec in tomllib.loads(open(fixtures).read())["submission"] if spec["name"] == name)
-notebook = fill_answers(master, {**master_answers(master), **spec.get("answers", {})})
+answers = {grade_id: source.replace(*json.loads(edit)) for grade_id, source in spec.get("answers", {}).items()}
+notebook = fill_answers(master, {**master_answers(master), **answers})
 baseline = status("VmRSS")  # everything imported: the grading process as it waits for its first kernel
-graded, _ = SandboxedExecute(timeout=30).preprocess(notebook, {"metadata": {"path": folder}})
+# Memory is measured, not time: a loaded machine must not stop the flood at the wall clock.
+graded, _ = SandboxedExecute(timeout=300).preprocess(notebook, {"metadata": {"path": folder}})
 texts = [output.get("text", "") + str(output.get("data", "")) for cell in graded.cells for output in cell.get("outputs", [])]
 print(json.dumps({"baseline": baseline, "peak": status("VmHWM"), "metadata": graded.metadata.get("coursekit", {}),
                   "outputs": "\n".join(texts)}))
 """
 
 
-def grade_in_a_fresh_process(name: str, folder: Path) -> dict:
-    """Grade the master notebook with a hostile fixture's answers in a process of its own, and read its peak memory."""
+def grade_in_a_fresh_process(name: str, folder: Path, *, edit: tuple[str, str] = ("", "")) -> dict:
+    """Grade the master notebook with a hostile fixture's answers (text `edit`ed) in a process of its own,
+    and read its peak memory."""
     result = subprocess.run([sys.executable, "-c", GRADE_ONE, name, str(MASTER_PATH),
-                             str(REPOSITORY / "tests" / "hostile" / "submissions.toml"), str(folder)],
-                            capture_output=True, text=True, timeout=900)
+                             str(REPOSITORY / "tests" / "hostile" / "submissions.toml"), str(folder), json.dumps(edit)],
+                            capture_output=True, text=True, timeout=1800)
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 @pytest.mark.parametrize("name", ["honest", "flood-of-unused-messages", "multipart-flood-dropped-by-the-guard"])
 def test_the_grading_process_stays_bounded_whatever_the_kernel_sends(name, tmp_path, capsys):
-    graded = grade_in_a_fresh_process(name, tmp_path)
+    # The flood at the size of issue 18: 99 messages of 30 MiB on IOPub (and 10 of 4 MiB on the shell channel).
+    graded = grade_in_a_fresh_process(name, tmp_path, edit=("MESSAGES_PER_TYPE = 6", "MESSAGES_PER_TYPE = 33"))
     grown = graded["peak"] - graded["baseline"]
     with capsys.disabled():
         print(f"\n{name}: grading process {graded['baseline'] / MIB:.0f} MiB before the kernel, peak "
@@ -352,7 +356,7 @@ def test_the_grading_process_stays_bounded_whatever_the_kernel_sends(name, tmp_p
     assert graded["metadata"]["status"] == "graded"
     assert grown < 1024 * MIB
     if name == "flood-of-unused-messages":  # the flood was sent, and reached the grading process to be dropped there
-        assert "sent 70 unused messages" in graded["outputs"]
+        assert "sent 109 unused messages" in graded["outputs"]
         assert graded["metadata"]["messages_dropped"]["iopub: a type the grader does not use"] >= 10
     if name == "multipart-flood-dropped-by-the-guard":  # sent; the guard dropped it before the grading process
         assert "sent a multipart message of 768 MiB" in graded["outputs"]
