@@ -25,11 +25,12 @@ $(VENV)/.installed: pyproject.toml
 test: setup
 	$(BIN)/python -m pytest
 
-# The fast tier for quick edits (~1 min): the judge, the wire format, import, integrity,
-# CSVs, HTML sanitizing and the CLI; no nbgrader run, no kernel, no browser.
+# The fast tier for quick edits (~1 min): the judge, the wire format, the kernel's message checks,
+# import, integrity, CSVs, HTML sanitizing and the CLI; no nbgrader run, no kernel, no browser.
 FAST_TESTS := tests/test_checks.py tests/test_html_safety.py tests/test_importing.py tests/test_integrity.py \
 	tests/test_exporting.py tests/test_notebooks.py tests/test_readme.py tests/test_cli.py tests/test_demo.py tests/test_layout.py \
-	tests/test_check_cell_metadata.py tests/test_fast_gradebook.py tests/test_feedback_exporter.py tests/test_forms.py tests/test_given.py
+	tests/test_check_cell_metadata.py tests/test_fast_gradebook.py tests/test_feedback_exporter.py tests/test_forms.py tests/test_given.py \
+	tests/test_kernel_client.py tests/test_channel_guard.py
 test-fast: setup
 	$(BIN)/python -m pytest $(FAST_TESTS)
 

@@ -15,6 +15,16 @@ c.Execute.timeout = 30
 c.SandboxedExecute.notebook_timeout = 180
 c.SandboxedKernelManager.memory_limit_mib = 2048
 c.SandboxedKernelManager.process_limit = 256
+# Fair CPU. Each notebook's processes share one CPU weight and cap (a cpu cgroup, as root), however
+# many sessions they start: the scheduler otherwise gives every session its own share, and a notebook
+# with 120 busy processes in 120 sessions would leave an honest neighbour's kernel a sliver. With a
+# cgroup the two limits above count the notebook's own CPU time, which a busy neighbour cannot
+# inflate; the wall clock stops a cell or notebook only at wall_clock_slack times its limit (code that
+# sleeps uses no CPU). One CPU per notebook is all the exercise uses (it runs single-threaded).
+c.SandboxedKernelManager.cpu_cgroup = True
+c.SandboxedKernelManager.cpu_weight = 100
+c.SandboxedKernelManager.cpu_limit = 1.0
+c.SandboxedExecute.wall_clock_slack = 2.0
 # As root, kernels are forks of a server with torch imported (~2 s faster per
 # notebook); False: bubblewrap starts every kernel afresh.
 c.SandboxedKernelManager.fork_server = True

@@ -15,3 +15,7 @@ class GradingStatus(StrEnum):
     UNREADABLE = "unreadable"         # not a notebook: graded as a blank one
     MISSING = "missing"               # no notebook of the expected name in the submission
     NOT_GRADED = "not graded"         # nbgrader itself failed on it
+
+
+# The grader stopped the notebook early; the points of the cells judged before still count.
+STOPPED_EARLY = frozenset({GradingStatus.CRASHED, GradingStatus.TIMED_OUT})

@@ -174,7 +174,10 @@ def test_fixtures_cover_every_category():
                      "huge-and-malformed-records", "wrong-net-with-attacks-earns-what-wrong-earns",
                      "searches-the-judge", "borrows-the-reference-model-and-repairs",
                      "records-before-inside-and-around-the-recorder", "huge-cell-before-the-squeeze-answer",
-                     "model-changes-between-calls", "escape-sequences-in-names-and-exceptions"]:
+                     "model-changes-between-calls", "escape-sequences-in-names-and-exceptions",
+                     "flood-of-unused-messages", "multipart-flood-dropped-by-the-guard",
+                     "multipart-flood-past-the-memory-cap", "malformed-signed-messages-after-the-last-answer",
+                     "cpu-hog-120-sessions"]:
         assert required in names
 
 
@@ -208,6 +211,26 @@ def output_text(path):
         for output in cell.get("outputs", []):
             texts.append(output.get("text", "") + str(output.get("data", "")) + output.get("evalue", ""))
     return "\n".join(texts)
+
+
+def test_the_attacks_really_happened(graded):
+    """Evidence from both ends: what the kernel says it sent, what the grader counted as dropped."""
+    specs, _, work_dir, _ = graded
+    checked = 0
+    for spec in specs:
+        if not {"printed", "not_printed", "dropped"} & set(spec):
+            continue
+        path = work_dir / "course" / "autograded" / spec["name"] / "ex2" / "ml_ex2.ipynb"
+        outputs = output_text(path)
+        for text in spec.get("printed", []):
+            assert text in outputs, (spec["name"], text)
+        for text in spec.get("not_printed", []):
+            assert text not in outputs, (spec["name"], text)
+        dropped = nbformat.read(str(path), as_version=4).metadata.get("coursekit", {}).get("messages_dropped", {})
+        for reason in spec.get("dropped", []):
+            assert dropped.get(reason, 0) > 0, (spec["name"], reason, dropped)
+        checked += 1
+    assert checked >= 4
 
 
 def test_nothing_leaked_out_of_the_sandbox(graded):

@@ -77,14 +77,16 @@ def test_rows_and_left_out_students(feedback_folder):
         waiting={"fred": 2}, feedback_folder=feedback_folder, pass_mark=50)
     assert [(r.username, r.team, r.score, r.passed) for r in rows] == [
         ("anna", "anna_bob", 50.0, True), ("bob", "anna_bob", 50.0, True), ("dora", "carl_dora", 70.0, True),
-        ("fred", "fred", 40.0, None), ("hugo", "hugo", 10.0, False)]
+        ("emil", "emil", 70.0, True), ("fred", "fred", 40.0, None), ("hugo", "hugo", 10.0, False)]
     fred = next(row for row in rows if row.username == "fred")
     assert "Not final: 2 answers still wait for a TA" in fred.comment
+    # A crash keeps the points judged before it: the student gets a line that says so.
+    emil = next(row for row in rows if row.username == "emil")
+    assert "Grading stopped early (kernel crashed)" in emil.comment and "stopped" not in fred.comment
     assert rows[0].feedback == feedback_folder / "anna_bob.html"
     reasons = {(entry.username, entry.team): entry.reason for entry in left_out}
-    assert set(reasons) == {("carl", "carl"), ("carl", "carl_dora"), ("emil", "emil"), ("gina", "gina")}
+    assert set(reasons) == {("carl", "carl"), ("carl", "carl_dora"), ("gina", "gina")}
     assert "2 teams" in reasons["carl", "carl"]
-    assert reasons["emil", "emil"] == "grading kernel crashed: the kernel died in Task 2"
     assert "not in the roster" in reasons["gina", "gina"]
 
 
@@ -104,6 +106,15 @@ def test_an_undecided_passed_is_an_empty_column(tmp_path, feedback_folder):
         pass_mark=50)
     lines = exported.bulk_assessment.read_text(encoding="utf-8").splitlines()
     assert [line.split(",")[:3] for line in lines[1:]] == [["fred", "40.0", ""], ["hugo", "52.0", "yes"]]
+
+
+def test_a_team_whose_grading_failed_is_left_out_with_the_reason(feedback_folder):
+    results = [team("ida", ("ida",), status="not graded", reason="nbgrader could not grade this submission")]
+    rows, left_out = olat_export.bulk_assessment(results=results, roster=(), waiting={},
+                                                 feedback_folder=feedback_folder, pass_mark=50)
+    assert rows == ()
+    assert [(entry.username, entry.reason) for entry in left_out] == [
+        ("ida", "grading not graded: nbgrader could not grade this submission")]
 
 
 def test_without_roster_every_member_counts(feedback_folder):
@@ -210,7 +221,7 @@ def test_printed_tracebacks_and_warnings_lose_kit_and_hidden_lines():
 # ---- the whole loop with real nbgrader ----
 
 ROSTER = ("username,first_name,last_name,email\nanna,Anna,A,a@x.org\nbob,Bob,B,b@x.org\ncarl,Carl,C,c@x.org\n"
-          "dora,Dora,D,d@x.org\nfrank,Frank,F,f@x.org\n")
+          "dora,Dora,D,d@x.org\nemil,Emil,E,e@x.org\nfrank,Frank,F,f@x.org\n")
 TA_COMMENT = "TA: clear argument about the batch dimension"
 
 
@@ -221,6 +232,8 @@ def own_words_sample(start_from: str) -> bytes:
     manual = [cell.metadata.nbgrader.grade_id for cell in master.cells
               if cell.cell_type == "markdown" and cell.metadata.get("nbgrader", {}).get("solution")]
     answers.update({grade_id: f"In my own words, {grade_id} is about shapes." for grade_id in manual})
+    if start_from == "crash":  # the kernel dies in Task 2, after the answers before it were judged
+        answers["param_count"] = "import os\nos._exit(3)"
     if start_from == "half":
         sample = demo.sample_notebooks(REPOSITORY)["half_done"]
         notebook = nbformat.reads(sample.decode(), as_version=4)
@@ -268,7 +281,8 @@ def graded_twice(tmp_path_factory):
     with zipfile.ZipFile(download, "w") as archive:
         for name, content in [("Gruppe 1/anna_bob_ml_ex2.ipynb", own_words_sample("solution")),
                               ("Gruppe 2/carl_ml_ex2.ipynb", own_words_sample("half")),
-                              ("Gruppe 3/dora_ml_ex2.ipynb", own_words_sample("solution"))]:
+                              ("Gruppe 3/dora_ml_ex2.ipynb", own_words_sample("solution")),
+                              ("Gruppe 4/emil_ml_ex2.ipynb", own_words_sample("crash"))]:
             archive.writestr(zipfile.ZipInfo(name, (2024, 11, 8, 10, 0, 0)), content)
     (work / "roster.csv").write_text(ROSTER)
     results = work / "results"
@@ -294,6 +308,10 @@ def test_feedback_before_ta_grading_says_waiting(graded_twice):
     assert first.olat.left_out == ()
     comments = {row.username: row.comment for row in first.olat.rows}
     assert all("Not final: 15 answers still wait for a TA" in comments[name] for name in ("anna", "bob", "dora"))
+    # A kernel that died after its first answers were judged: those points count, and the line says so.
+    emil = next(result for result in first.results if result.team_id == "emil")
+    assert emil.status == "kernel crashed" and 0 < emil.total < 56
+    assert "Grading stopped early (kernel crashed)" in comments["emil"]
 
 
 def test_only_changed_teams_get_new_feedback(graded_twice):
@@ -301,8 +319,8 @@ def test_only_changed_teams_get_new_feedback(graded_twice):
     assert second.graded_now == ()
     assert sorted(second.feedback_refreshed) == ["anna_bob", "carl"]
     now = mtimes(results / "feedback", course / "feedback")
-    unchanged = {path for path in times if "dora" in path.name or "/dora/" in str(path)}
-    assert len(unchanged) == 2 and all(now[path] == times[path] for path in unchanged)
+    unchanged = {path for path in times for team in ("dora", "emil") if team in path.name or f"/{team}/" in str(path)}
+    assert len(unchanged) == 4 and all(now[path] == times[path] for path in unchanged)
     assert all(now[path] != times[path] for path in set(times) - unchanged)
     anna_bob = (results / "feedback" / "anna_bob.html").read_text()
     assert TA_COMMENT in anna_bob and "Waiting for a TA" not in anna_bob
@@ -316,7 +334,7 @@ def test_bulk_assessment_equals_nbgrader_export(graded_twice):
     # The course's exporter plugin: a row per student with the team's points and the roster's names;
     # frank (in the roster, no upload) gets 0; no row for a team id.
     rows = {row["student_id"]: row for row in csv.DictReader(open(course / "export.csv", encoding="utf-8"))}
-    assert sorted(rows) == ["anna", "bob", "carl", "dora", "frank"]
+    assert sorted(rows) == ["anna", "bob", "carl", "dora", "emil", "frank"]
     assert (rows["bob"]["team"], rows["bob"]["first_name"], rows["bob"]["email"]) == ("anna_bob", "Bob", "b@x.org")
     assert rows["anna"]["score"] == rows["bob"]["score"] and float(rows["anna"]["score"]) == 85
     assert (rows["frank"]["team"], float(rows["frank"]["score"])) == ("", 0.0)
@@ -324,9 +342,12 @@ def test_bulk_assessment_equals_nbgrader_export(graded_twice):
     assert (rows["carl"]["needs_manual_grading"], float(rows["carl"]["points_waiting_for_ta"])) == ("no", 0.0)
     totals = {username: float(row["score"]) for username, row in rows.items()}
     lines = list(csv.DictReader(open(results / "olat" / "bulk_assessment.csv", encoding="utf-8")))
-    assert [line["username"] for line in lines] == ["anna", "bob", "carl", "dora"]
+    assert [line["username"] for line in lines] == ["anna", "bob", "carl", "dora", "emil"]
     for line in lines:
         assert "." in line["score"] and float(line["score"]) == pytest.approx(totals[line["username"]])
+        if line["username"] == "emil":  # his kernel crashed after 19 points; 44 wait for a TA: not decided yet
+            assert float(line["score"]) < 50 and line["passed"] == ""
+            continue
         # dora's 44 points still wait for a TA, but her 56 autograded points already pass.
         assert line["passed"] == ("yes" if float(line["score"]) >= 50 else "no")
     assert totals["anna"] == 85 and totals["carl"] < 50  # both outcomes of the pass mark are exercised
@@ -339,8 +360,8 @@ def test_return_files_hold_each_students_team_feedback(graded_twice):
     course, results, *_ = graded_twice
     with zipfile.ZipFile(results / "olat" / "return_files.zip") as archive:
         names = sorted(archive.namelist())
-        assert names == [f"{user}/{NOTEBOOK_NAME}_feedback.html" for user in ("anna", "bob", "carl", "dora")]
-        for name, team_id in zip(names, ("anna_bob", "anna_bob", "carl", "dora")):
+        assert names == [f"{user}/{NOTEBOOK_NAME}_feedback.html" for user in ("anna", "bob", "carl", "dora", "emil")]
+        for name, team_id in zip(names, ("anna_bob", "anna_bob", "carl", "dora", "emil")):
             assert archive.read(name) == (results / "feedback" / f"{team_id}.html").read_bytes()
 
 
@@ -350,7 +371,7 @@ def test_no_feedback_shows_hidden_tests_checkers_or_rubrics(graded_twice):
     assert hidden  # the master notebook has hidden tests to leak
     pages = {**{f"before {path.name}": page for path, page in before.items()},
              **{path.name: path.read_text() for path in (results / "feedback").glob("*.html")}}
-    assert len(pages) == 6
+    assert len(pages) == 8
     carl = visible_text(pages["carl.html"])
     assert "Traceback (most recent call last)" in carl  # test cells failed in the student's code: tracebacks to cut
     for name, page in pages.items():

@@ -9,6 +9,8 @@ import json
 import os
 import resource
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -20,7 +22,8 @@ from nbclient.exceptions import DeadKernelError
 
 from coursekit.sandbox import cgroups
 from coursekit.sandbox import seccomp
-from coursekit.sandbox.kernel_manager import CELL_OUTPUT_LIMIT_BYTES, SandboxedKernelManager
+from coursekit.sandbox.kernel_client import CELL_OUTPUT_LIMIT_BYTES
+from coursekit.sandbox.kernel_manager import SandboxedKernelManager
 from conftest import MASTER_PATH, REPOSITORY
 
 MIB = 1024 * 1024
@@ -71,10 +74,9 @@ def peak_rss_mib() -> float:
 
 
 def leftover_cgroups() -> list[str]:
-    home = cgroups.find_home()
-    if not isinstance(home, cgroups.CgroupHome):
-        return []
-    return [name for name in os.listdir(home.folder) if name.startswith(f"{cgroups.PREFIX}{os.getpid()}-")]
+    homes = [home for home in (cgroups.find_home(), cgroups.find_cpu_home()) if isinstance(home, cgroups.CgroupHome)]
+    return [name for home in homes for name in os.listdir(home.folder)
+            if name.startswith(f"{cgroups.PREFIX}{os.getpid()}-")]
 
 
 # ------------------------------------------------------------------ memory
@@ -233,6 +235,133 @@ def test_raw_output_is_capped_and_plain_for_the_instructor(run_cells, fork_serve
     assert seconds < 60
 
 
+# ------------------------------------------------------------------ CPU
+
+SESSIONS = r"""
+import os, time
+children = []
+for _ in range(8):
+    pid = os.fork()
+    if pid == 0:
+        os.setsid()
+        time.sleep(120)
+        os._exit(0)
+    children.append(pid)
+print("sessions", len({os.getsid(pid) for pid in children}))
+"""
+
+
+@PATHS
+def test_a_notebooks_processes_share_one_cpu_cgroup_whatever_their_sessions(fork_server, tmp_path):
+    if not isinstance(cgroups.find_cpu_home(), cgroups.CgroupHome):
+        pytest.skip("no cpu cgroup here")
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(SESSIONS)])
+    manager = SandboxedKernelManager(kernel_name="python3", fork_server=fork_server, cpu_limit=0.5, cpu_weight=50)
+    client = NotebookClient(notebook, km=manager, timeout=60)
+    try:
+        with client.setup_kernel(cwd=str(tmp_path)):
+            client.execute_cell(notebook.cells[0], 0)
+            cpu_folders = [folder for folder in manager.cgroups()
+                           if os.path.exists(f"{folder}/cpu.shares") or os.path.exists(f"{folder}/cpu.weight")]
+            assert len(cpu_folders) == 1
+            folder = cpu_folders[0]
+            members = cgroups.members(folder)
+            if os.path.exists(f"{folder}/cpu.shares"):
+                assert Path(folder, "cpu.shares").read_text().strip() == "512"
+                assert Path(folder, "cpu.cfs_quota_us").read_text().strip() == "50000"
+            else:
+                assert Path(folder, "cpu.weight").read_text().strip() == "50"
+                assert Path(folder, "cpu.max").read_text().split() == ["50000", "100000"]
+            assert manager.cpu_seconds() > 0
+    finally:
+        if manager.has_kernel:
+            run_sync(manager.shutdown_kernel)(now=True)
+        manager.release_sandbox()
+    assert "sessions 8" in notebook.cells[0].outputs[0]["text"]
+    assert len(members) >= 1 + 8  # the kernel and its eight children, each in a session of its own
+    assert leftover_cgroups() == []
+
+
+def execute_with_limits(sources: list[str], folder: Path, **limits):
+    from coursekit.nbgrader_plugins.execution import SandboxedExecute
+
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source) for source in sources])
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    graded, _ = SandboxedExecute(**limits).preprocess(notebook, {"metadata": {"path": str(folder)}})
+    return graded
+
+
+def test_time_limits_count_the_notebooks_own_cpu(tmp_path):
+    if not isinstance(cgroups.find_cpu_home(), cgroups.CgroupHome):
+        pytest.skip("no cpu cgroup here")
+    # Sleeping past the cell's 3 s uses no CPU: the cell runs on (the wall clock stops it only at 4 x 3 s).
+    # Spinning is interrupted once the cell used 3 CPU-seconds; the kernel answers, so the notebook goes on.
+    graded = execute_with_limits(["import time\ntime.sleep(5)\nprint('slept')", "while True:\n    pass",
+                                  "print('next cell')"], tmp_path, timeout=3, wall_clock_slack=4.0)
+    sleeping, spinning, after = (cell.outputs for cell in graded.cells)
+    assert [output.get("text") for output in sleeping] == ["slept\n"]
+    assert [output.get("ename") for output in spinning][-1] == "CellTimeoutError"
+    assert "more than 3 CPU-seconds" in spinning[-1]["evalue"]
+    assert after[0]["text"] == "next cell\n" and graded.metadata["coursekit"]["status"] == "graded"
+    # The notebook's own CPU time is capped too, processes of its own sessions included.
+    graded = execute_with_limits([SESSIONS.replace("time.sleep(120)", "while True: pass"), "import time\ntime.sleep(60)",
+                                  "print('never')"], tmp_path, timeout=30, notebook_timeout=4, wall_clock_slack=10.0)
+    assert graded.metadata["coursekit"]["status"] == "timed out"
+    assert "used more than its 4 CPU-seconds" in graded.metadata["coursekit"]["reason"]
+    assert "never" not in str(graded.cells[2].outputs)
+
+
+# ------------------------------------------------------------------ messages
+
+GRADE_ONE = r"""
+import json, sys, tomllib
+from coursekit.nbgrader_plugins.execution import SandboxedExecute
+from coursekit.notebooks import fill_answers, master_answers, read_notebook
+
+def status(field):
+    return int(next(line for line in open("/proc/self/status") if line.startswith(field + ":")).split()[1]) << 10
+
+name, master_path, fixtures, folder, edit = sys.argv[1:]
+master = read_notebook(master_path)
+spec = next(spec for spec in tomllib.loads(open(fixtures).read())["submission"] if spec["name"] == name)
+answers = {grade_id: source.replace(*json.loads(edit)) for grade_id, source in spec.get("answers", {}).items()}
+notebook = fill_answers(master, {**master_answers(master), **answers})
+baseline = status("VmRSS")  # everything imported: the grading process as it waits for its first kernel
+# Memory is measured, not time: a loaded machine must not stop the flood at the wall clock.
+graded, _ = SandboxedExecute(timeout=300).preprocess(notebook, {"metadata": {"path": folder}})
+texts = [output.get("text", "") + str(output.get("data", "")) for cell in graded.cells for output in cell.get("outputs", [])]
+print(json.dumps({"baseline": baseline, "peak": status("VmHWM"), "metadata": graded.metadata.get("coursekit", {}),
+                  "outputs": "\n".join(texts)}))
+"""
+
+
+def grade_in_a_fresh_process(name: str, folder: Path, *, edit: tuple[str, str] = ("", "")) -> dict:
+    """Grade the master notebook with a hostile fixture's answers (text `edit`ed) in a process of its own,
+    and read its peak memory."""
+    result = subprocess.run([sys.executable, "-c", GRADE_ONE, name, str(MASTER_PATH),
+                             str(REPOSITORY / "tests" / "hostile" / "submissions.toml"), str(folder), json.dumps(edit)],
+                            capture_output=True, text=True, timeout=1800)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("name", ["honest", "flood-of-unused-messages", "multipart-flood-dropped-by-the-guard"])
+def test_the_grading_process_stays_bounded_whatever_the_kernel_sends(name, tmp_path, capsys):
+    # The flood at the size of issue 18: 99 messages of 30 MiB on IOPub (and 10 of 4 MiB on the shell channel).
+    graded = grade_in_a_fresh_process(name, tmp_path, edit=("MESSAGES_PER_TYPE = 6", "MESSAGES_PER_TYPE = 33"))
+    grown = graded["peak"] - graded["baseline"]
+    with capsys.disabled():
+        print(f"\n{name}: grading process {graded['baseline'] / MIB:.0f} MiB before the kernel, peak "
+              f"{graded['peak'] / MIB:.0f} MiB (+{grown / MIB:.0f} MiB)")
+    assert graded["metadata"]["status"] == "graded"
+    assert grown < 1024 * MIB
+    if name == "flood-of-unused-messages":  # the flood was sent, and reached the grading process to be dropped there
+        assert "sent 109 unused messages" in graded["outputs"]
+        assert graded["metadata"]["messages_dropped"]["iopub: a type the grader does not use"] >= 10
+    if name == "multipart-flood-dropped-by-the-guard":  # sent; the guard dropped it before the grading process
+        assert "sent a multipart message of 768 MiB" in graded["outputs"]
+
+
 # ------------------------------------------------------------------ system calls
 
 SYSCALLS = r"""
@@ -296,7 +425,7 @@ def test_bubblewrap_gets_the_filter_the_fork_server_installs(tmp_path):
         manager.write_connection_file()
         command = manager.format_kernel_cmd()
         options = json.loads(command[command.index("--run") + 1])
-        assert bytes.fromhex(options["seccomp"]) == seccomp.program() and options["cgroup"]
+        assert bytes.fromhex(options["seccomp"]) == seccomp.program() and options["cgroups"]
         assert command[command.index("--seccomp") + 1] == "3"
     finally:
         manager.release_sandbox()

@@ -8,6 +8,7 @@ import nbformat
 import pytest
 from jupyter_core.utils import run_sync
 from nbclient import NotebookClient
+from nbclient.exceptions import DeadKernelError
 from traitlets.config import Config
 
 from coursekit.errors import CourseKitError
@@ -58,9 +59,23 @@ def test_the_kernel_command_is_sandboxed_and_limited(manager_factory, tmp_path):
     if os.geteuid() == 0:
         assert "setpriv" in command and "--no-new-privs" in command
     assert "--unshare-net" in command and "--unshare-pid" in command and "--die-with-parent" in command
-    assert command[-5:-1] == ["-I", "-m", "coursekit.recorder.kernel", "-f"]
+    assert command[-5:] == ["-I", "-m", "coursekit.recorder.kernel", "-f", manager.kernel_connection_file]
     work_copy = manager._private_folder / "home"
     assert (work_copy / "data.csv").exists() and not (work_copy / "ml_ex2.ipynb").exists()
+    assert_channels_go_through_the_guard(manager, json.loads(command[5])["beside"])
+
+
+def assert_channels_go_through_the_guard(manager, guard_command):
+    """The kernel binds in the folder it sees; this process connects only to the guard's sockets, elsewhere."""
+    kernel_side = json.loads(Path(manager.kernel_connection_file).read_text())
+    assert kernel_side["ip"] == str(manager._private_folder / "kernel") and kernel_side["key"] == manager.session.key.decode()
+    assert not manager.ip.startswith(str(manager._private_folder))
+    assert guard_command[-2].endswith("channel_guard.py")
+    config = json.loads(guard_command[-1])
+    for channel, endpoint in config["grader"].items():
+        assert endpoint == f"ipc://{manager.ip}-{kernel_side[channel + '_port']}"
+        assert config["kernel"][channel] == f"ipc://{kernel_side['ip']}-{kernel_side[channel + '_port']}"
+    assert config["limits"]["iopub"][0] >= config["limits"]["shell"][0] > config["limits"]["hb"][0]
 
 
 def test_grade_command_refuses_without_bwrap():
@@ -81,10 +96,12 @@ def test_the_fork_server_gets_the_same_sandbox_and_limits(manager_factory, tmp_p
     manager.write_connection_file()
     command = manager.format_kernel_cmd()
     assert command[1:3] == ["-I", "-S"] and command[3].endswith("kernel_relay.py") and command[4] == "--fork-server"
-    request = json.loads(command[-1])
+    request = json.loads(command[-2])
     assert request["memory_bytes"] == 512 * 1024 * 1024 and request["processes"] == 32
     assert request["uid"] >= 200000 and request["home"]["inside"] == "/home/student"
+    assert request["connection_file"] == manager.kernel_connection_file
     assert (manager._private_folder / "home" / "data.csv").exists()
+    assert_channels_go_through_the_guard(manager, json.loads(command[-1])["beside"])
 
 
 PROBE = r"""
@@ -110,6 +127,8 @@ socket.create_connection(listener.getsockname(), timeout=2).close()
 print("loopback works")
 print("output", os.readlink("/proc/self/fd/1").split(":")[0], os.readlink("/proc/self/fd/2").split(":")[0])
 print("seccomp", next(line.split()[1] for line in open("/proc/self/status") if line.startswith("Seccomp:")))
+import glob
+print("grader's sockets", glob.glob("/tmp/coursekit-channels-*") or "hidden")
 for line in open("/proc/self/mountinfo"):
     fields = line.split()
     if fields[4] in ("/home/student", "/tmp", "/dev/shm"):
@@ -136,6 +155,7 @@ def test_a_kernel_sees_only_its_sandbox(manager_factory, tmp_path, fork_server):
     assert not (tmp_path / "hacked").exists()
     assert "seccomp 2" in printed  # the filter (coursekit.sandbox.seccomp) is on
     assert "mounted /tmp tmpfs" in printed and "mounted /dev/shm tmpfs" in printed
+    assert "grader's sockets hidden" in printed  # only the channel guard reaches them
     if os.geteuid() == 0:  # the relay's pipes: no log file or terminal to read or rewind; home a tmpfs copy
         assert "output pipe pipe" in printed and "mounted /home/student tmpfs" in printed
 
@@ -222,3 +242,30 @@ def test_a_kernel_holds_nothing_of_the_grader(manager_factory, tmp_path, fork_se
     assert "KIT-SEARCH" in printed, notebook.cells[1].outputs
     found = json.loads(printed.split("KIT-SEARCH", 1)[1])
     assert found == [], found
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(child) for child in (task / "children").read_text().split()]
+    return found
+
+
+@pytest.mark.parametrize("fork_server", [True, False], ids=["fork-server", "bubblewrap"])
+def test_a_kernel_without_its_channel_guard_is_stopped(manager_factory, tmp_path, fork_server):
+    if shutil.which("bwrap") is None and not (fork_server and os.geteuid() == 0):
+        pytest.skip("needs bubblewrap")
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print('first')"),
+                                               nbformat.v4.new_code_cell("print('second')")])
+    manager = manager_factory(kernel_name="python3", fork_server=fork_server)
+    client = NotebookClient(notebook, km=manager, timeout=60)
+    with client.setup_kernel():
+        client.execute_cell(notebook.cells[0], 0)
+        relay = manager.provisioner.process.pid
+        guards = [pid for pid in children(relay) if b"channel_guard.py" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+        assert len(guards) == 1
+        os.kill(guards[0], 9)
+        with pytest.raises(DeadKernelError):
+            client.execute_cell(notebook.cells[1], 1)
+    assert notebook.cells[0].outputs[0]["text"] == "first\n"
+    assert not run_sync(manager.is_alive)()

@@ -31,10 +31,10 @@ import secrets
 import time
 from typing import Any
 
-from jupyter_core.utils import run_sync
-from nbclient.exceptions import DeadKernelError
+from jupyter_core.utils import ensure_async, run_sync
+from nbclient.exceptions import CellControlSignal, DeadKernelError
 from nbformat import NotebookNode
-from traitlets import Bool, Integer
+from traitlets import Bool, Float, Integer
 
 from nbgrader import utils
 from nbgrader.preprocessors import Execute
@@ -54,6 +54,23 @@ from coursekit.statuses import GradingStatus
 # A test cell keeps this many records for the judge, whatever arrives: one is judged, two say "too many".
 RECORDS_KEPT_PER_CELL = 2
 FINDINGS_KEY = "findings"
+# How often a running cell's CPU time is read (one small file of the kernel's cgroup).
+CPU_POLL_SECONDS = 0.5
+
+
+class TimeLimitReached(Exception):
+    """The notebook used up its CPU time, or a cell ignored the interrupt after using up its own."""
+
+
+async def cancelled(*tasks) -> None:
+    """Cancel what is still running of `tasks` and wait for it; their errors no longer matter."""
+    for task in tasks:
+        if task is not None and not task.done():
+            task.cancel()
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):
+                pass
 
 
 def error_output(name: str, message: str) -> NotebookNode:
@@ -97,7 +114,16 @@ def verdict_outputs(verdict: Verdict, execution_count: Any) -> list[NotebookNode
 
 
 class SandboxedExecute(Execute):
-    notebook_timeout = Integer(300, help="Wall-clock cap for one notebook, in seconds.").tag(config=True)
+    notebook_timeout = Integer(
+        300, help="Time cap for one notebook, in seconds: CPU-seconds of its processes where its kernel has a cpu "
+        "cgroup (see wall_clock_slack), wall-clock seconds otherwise."
+    ).tag(config=True)
+    wall_clock_slack = Float(
+        2.0, min=1.0, help="Where the kernel has a cpu cgroup (SandboxedKernelManager.cpu_cgroup), the time limits "
+        "(Execute.timeout per cell, notebook_timeout per notebook) count the notebook's own CPU time, which a busy "
+        "neighbour cannot inflate; the wall clock still stops a cell or notebook at this many times its limit "
+        "(code that sleeps or waits uses no CPU). 1: the limits count wall-clock time as well."
+    ).tag(config=True)
     unresponsive_grace = Integer(
         5, help="Seconds an interrupted cell has to stop before its kernel is killed."
     ).tag(config=True)
@@ -115,7 +141,10 @@ class SandboxedExecute(Execute):
         """Comm messages are ignored (see store_widget_state)."""
 
     def preprocess(self, nb, resources=None, km=None):
-        self._deadline = time.monotonic() + self.notebook_timeout
+        self._started = time.monotonic()
+        self._deadline = self._started + self.notebook_timeout
+        self._cpu_start: float | None = None  # the kernel's CPU time at its first cell, where a cgroup counts it
+        self._cpu_interrupted = False
         self._stop_reason = ""
         self._status = GradingStatus.GRADED
         self._verdicts: dict[int, tuple[Verdict, list[NotebookNode]]] = {}
@@ -123,8 +152,14 @@ class SandboxedExecute(Execute):
         self._oversized_records: set[int] = set()
         self._findings: list[dict] = []
         self._given: GivenValues = given_values_of(resources) or SHEET
+        self._cell_index = -1
+        self._traffic = None
         try:
             nb, resources = super().preprocess(nb, resources, km=km)
+        except Exception as error:
+            if not self.code_cells_executed:
+                raise  # the kernel never ran the notebook: nbgrader reports it as not graded
+            self.stopped_early(nb, error)
         finally:
             # Written only now, with the kernel gone: no display update can touch them.
             for index, (verdict, kept) in self._verdicts.items():
@@ -135,6 +170,8 @@ class SandboxedExecute(Execute):
             self._status, self._stop_reason = GradingStatus.UNREADABLE, status["unreadable"]
         status.update(status=self._status.value, reason=self._stop_reason)
         status[FINDINGS_KEY] = status.get(FINDINGS_KEY, []) + self._findings
+        if self._traffic is not None and self._traffic.dropped:
+            status["messages_dropped"] = dict(self._traffic.dropped)
         return nb, resources
 
     def finding(self, cell_index: int, explanation: str) -> None:
@@ -143,9 +180,32 @@ class SandboxedExecute(Execute):
         name = (cell.get("metadata", {}).get("nbgrader", {}).get("grade_id") if cell else None) or f"cell {cell_index + 1}"
         self._findings.append({"cell": name, "explanation": explanation})
 
+    # ------------------------------------------------------------ resilience: nothing a kernel sends ends the notebook
+
+    def stopped_early(self, nb: NotebookNode, error: Exception) -> None:
+        """nbclient gave up on the notebook after its kernel ran: the cells judged so far keep their points.
+
+        The kernel's client passes on only messages it checked (coursekit.sandbox.kernel_client);
+        this is the last line behind it. Graded cells not judged yet get a NotRun error, so
+        nbgrader does not score them as passed.
+        """
+        reason = f"grading stopped early: the kernel's messages broke the grader ({type(error).__name__})"
+        self.log.warning("coursekit: %s", reason)
+        left = [cell for index, cell in enumerate(nb.cells) if index >= self._cell_index and index not in self._verdicts
+                and cell.cell_type == "code" and utils.is_grade(cell)]
+        if left and not self._stop_reason:
+            self._status, self._stop_reason = GradingStatus.CRASHED, reason
+        for cell in left:
+            cell.outputs = [error_output("NotRun", self._stop_reason or reason)]
+
     async def async_execute_cell(self, cell, cell_index, execution_count=None, store_history=True):
         if cell.cell_type != "code" or not cell.source.strip():
             return await super().async_execute_cell(cell, cell_index, execution_count, store_history)
+        self._cell_index = cell_index
+        self._traffic = getattr(self.kc, "traffic", self._traffic)  # what the client dropped, for the metadata
+        if self._cpu_start is None and (used := self.cpu_seconds()) is not None:
+            self._cpu_start = used  # from now on the limits count CPU time, the wall clock only beyond the slack
+            self._deadline = self._started + self.notebook_timeout * self.wall_clock_slack
         if self._stop_reason:
             cell.outputs = [error_output("NotRun", self._stop_reason)] if utils.is_grade(cell) else []
             return cell
@@ -231,6 +291,12 @@ class SandboxedExecute(Execute):
     def process_message(self, msg, cell, cell_index):
         try:
             return super().process_message(msg, cell, cell_index)
+        except CellControlSignal:
+            raise  # the idle status: the cell is done
+        except Exception as error:  # the client checked the message already; whatever still breaks drops it alone
+            self.log.warning("coursekit: dropped a %s message nbclient could not handle (%s)",
+                             msg.get("msg_type"), type(error).__name__)
+            return None
         finally:
             # nbclient copies any message's execution_count into the cell unchecked.
             if type(cell.get("execution_count")) is not int:
@@ -263,16 +329,22 @@ class SandboxedExecute(Execute):
     async def run_within_limits(self, cell, cell_index, execution_count, store_history) -> bool:
         """Run one cell; False when the kernel had to be stopped."""
         remaining = self._deadline - time.monotonic()
-        cell_limit = (self.timeout or self.notebook_timeout) + self.unresponsive_grace
+        cell_limit = (self._get_timeout(cell) or self.notebook_timeout) + self.unresponsive_grace
+        execution = watch = None
         try:
             if remaining <= 0:
                 raise asyncio.TimeoutError
-            await asyncio.wait_for(
-                super().async_execute_cell(cell, cell_index, execution_count, store_history),
-                timeout=min(remaining, cell_limit),
-            )
-        except asyncio.TimeoutError:
-            await self.stop_kernel(GradingStatus.TIMED_OUT,
+            execution = asyncio.ensure_future(super().async_execute_cell(cell, cell_index, execution_count, store_history))
+            watch = asyncio.ensure_future(self.watch_cpu()) if self._cpu_start is not None else None
+            done, _ = await asyncio.wait([task for task in (execution, watch) if task], return_when=asyncio.FIRST_COMPLETED,
+                                         timeout=min(remaining, cell_limit))
+            if watch in done:
+                raise TimeLimitReached(watch.result())
+            if execution not in done:
+                raise asyncio.TimeoutError
+            execution.result()
+        except (asyncio.TimeoutError, TimeLimitReached) as error:
+            await self.stop_kernel(GradingStatus.TIMED_OUT, str(error) if isinstance(error, TimeLimitReached) else
                                    "the notebook exceeded its time limit, or a cell would not stop when interrupted")
             cell.outputs.append(error_output("TimeLimitExceeded", self._stop_reason))
             return False
@@ -281,11 +353,54 @@ class SandboxedExecute(Execute):
                                    "the kernel died (crash, os._exit, a killed process or exhausted memory)")
             cell.outputs.append(error_output("KernelDied", self._stop_reason))
             return False
+        except Exception as error:  # anything else the kernel's messages broke: its earlier cells keep their points
+            await self.stop_kernel(GradingStatus.CRASHED,
+                                   f"grading stopped: the kernel's messages broke the grader ({type(error).__name__})")
+            cell.outputs.append(error_output("KernelMisbehaved", self._stop_reason))
+            return False
+        finally:
+            await cancelled(execution, watch)
+        if self._cpu_interrupted:
+            self._cpu_interrupted = False
+            cell.outputs.append(error_output("CellTimeoutError", f"the cell used more than {self.timeout} CPU-seconds"))
         if any(o.get("ename") == "CellTimeoutError" for o in cell.outputs):
             if not await self.run_silently("pass"):
                 await self.stop_kernel(GradingStatus.TIMED_OUT, "a cell ran past its time limit and ignored the interrupt")
                 return False
         return True
+
+    # ------------------------------------------------------------ time limits that count the notebook's own CPU
+
+    _cpu_interrupted = False
+
+    def cpu_seconds(self) -> float | None:
+        """CPU time of the kernel's sandbox so far, where its cgroup counts it (coursekit.sandbox.cgroups)."""
+        reader = getattr(self.km, "cpu_seconds", None)
+        return reader() if reader is not None else None
+
+    def _get_timeout(self, cell):
+        """nbclient's wall-clock limit for a cell: stretched by the slack where watch_cpu counts CPU time."""
+        timeout = super()._get_timeout(cell)
+        return timeout * self.wall_clock_slack if timeout and self._cpu_start is not None else timeout
+
+    async def watch_cpu(self) -> str:
+        """While a cell runs: interrupt it once it used its CPU time; return why the notebook must stop."""
+        cell_start, interrupted_at = self.cpu_seconds(), None
+        while True:
+            await asyncio.sleep(CPU_POLL_SECONDS)
+            used = self.cpu_seconds()
+            if used is None or cell_start is None:
+                await asyncio.Event().wait()  # the cgroup is gone with the kernel: nbclient notices the death
+            if used - self._cpu_start >= self.notebook_timeout:
+                return f"the notebook used more than its {self.notebook_timeout} CPU-seconds"
+            if interrupted_at is None and self.timeout and used - cell_start >= self.timeout:
+                interrupted_at, self._cpu_interrupted = time.monotonic(), True
+                try:
+                    await ensure_async(self.km.interrupt_kernel())
+                except Exception:
+                    pass  # a kernel that cannot be interrupted is stopped after the grace below
+            elif interrupted_at is not None and time.monotonic() - interrupted_at > self.unresponsive_grace:
+                return f"a cell used more than {self.timeout} CPU-seconds and would not stop when interrupted"
 
     async def stop_kernel(self, status: GradingStatus, reason: str) -> None:
         self._status, self._stop_reason = status, reason

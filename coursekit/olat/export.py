@@ -4,7 +4,9 @@
 score, passed, comment) to paste into the wizard's "assessment data" step;
 `results/olat/return_files.zip` holds one folder per user name with that
 student's team feedback, for its "return files" upload. Every student of a
-graded team gets a line; while answers still wait for a TA, the comment says
+graded team gets a line, and so does every student of a team whose notebook the
+grader stopped early (kernel crashed, timed out: the points judged before
+count, the comment says so); while answers still wait for a TA, the comment says
 the score is not final yet. A student whose team's grading failed, who is in
 two teams or not in the roster is left out, with the reason, in `left_out.csv`.
 
@@ -40,7 +42,7 @@ from coursekit.olat.importing import RosterEntry
 from coursekit.course import NOTEBOOK_NAME
 from coursekit.records import TeamResult
 from coursekit.safe_text import spreadsheet_safe
-from coursekit.statuses import GradingStatus
+from coursekit.statuses import STOPPED_EARLY, GradingStatus
 
 OLAT_FOLDER = "olat"
 BULK_ASSESSMENT_FILE = "bulk_assessment.csv"
@@ -113,9 +115,11 @@ def summary_comment(result: TeamResult, *, waiting: int = 0) -> str:
     autograded = sum(cell.score for cell in result.cells if is_autograded(cell))
     manual = sum(cell.score for cell in result.cells if not is_autograded(cell))
     pending = f" Not final: {waiting} answers still wait for a TA." if waiting else ""
+    stopped = (f" Grading stopped early ({result.status}); the answers judged before count."
+               if result.status in STOPPED_EARLY else "")
     return one_line(
         f"{NOTEBOOK_NAME}: {format_points(result.total)} of {format_points(result.max_total)} points "
-        f"(autograded {format_points(autograded)} + TA-graded {format_points(manual)}).{pending} "
+        f"(autograded {format_points(autograded)} + TA-graded {format_points(manual)}).{stopped}{pending} "
         f"Feedback: {FEEDBACK_FILE_NAME} in your returned files."
     )
 
@@ -166,7 +170,7 @@ def left_out_reason(*, result: TeamResult, member: str, teams: list[str], known:
         return "not in the roster: check the user name in the file name"
     if member in (".", "..") or "/" in member or "\\" in member:
         return "the user name cannot be a folder name in the return files"
-    if result.status != GradingStatus.GRADED:
+    if result.status != GradingStatus.GRADED and result.status not in STOPPED_EARLY:
         return f"grading {result.status}" + (f": {result.reason}" if result.reason else "")
     if not feedback.exists():
         return "no feedback file"

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from coursekit.errors import CourseKitError
-from coursekit.statuses import GradingStatus
+from coursekit.statuses import GradingStatus, STOPPED_EARLY
 from coursekit.course import answer_of_test, is_autograded_cell
 from coursekit.reports.exporting import NO_SUBMISSION, format_points
 from coursekit.records import CellScore
@@ -36,8 +36,7 @@ HISTOGRAM_BINS = 20
 FULL_MARKS_TOLERANCE = 1e-6
 # A notebook that earns at most this share of the autograded points is probably blank or the wrong file.
 NEAR_BLANK_SHARE = 0.1
-# Statuses of notebooks the grader stopped: the points of the cells that ran before still count.
-PARTIAL_STATUSES = (GradingStatus.CRASHED, GradingStatus.TIMED_OUT)
+PARTIAL_STATUSES = STOPPED_EARLY
 TWO_TEAMS = "student-in-two-teams"
 STYLE = (
     "body{font-family:sans-serif;margin:2em;max-width:70em;color:#222}"

@@ -8,7 +8,7 @@ every kernel is a fork of it that builds the sandbox bubblewrap builds
 every module of the kit but coursekit.recorder:
 
     server ── per kernel ──> monitor (host namespaces; ends the sandbox when the relay goes)
-                              └─> init (in the kernel's memory cgroup; pid 1 of new pid,
+                              └─> init (in the kernel's cgroups; pid 1 of new pid,
                                    mount, network, IPC and UTS namespaces; builds the
                                    read-only root, reaps orphans)
                                    └─> kernel (own session, resource limits, random
@@ -123,9 +123,11 @@ class ForkServer:
         if cls._running is not None:
             cls._running.stop()
 
-    def relay_command(self, request: dict) -> list[str]:
+    def relay_command(self, request: dict, *, beside: list[str] | None = None) -> list[str]:
+        """The relay's command; `beside`: a command the relay runs as long as the kernel (see kernel_relay)."""
         relay = str(Path(__file__).with_name("kernel_relay.py"))
-        return [sys.executable, "-I", "-S", relay, "--fork-server", self.socket_path, json.dumps(request)]
+        return [sys.executable, "-I", "-S", relay, "--fork-server", self.socket_path, json.dumps(request),
+                json.dumps({"beside": beside})]
 
     def stop(self) -> None:
         if os.getpid() != self.owner:
@@ -303,8 +305,8 @@ def become_init(request: dict, output_fds: list[int]) -> None:
     code = 1
     try:
         namespaces.die_with_parent()
-        if request.get("cgroup"):  # first: all the sandbox holds in memory counts from here on
-            cgroups.join(request["cgroup"])
+        for folder in request.get("cgroups") or []:  # first: all the sandbox holds and uses counts from here on
+            cgroups.join(folder)
         enter_sandbox(request)
         kernel = os.fork()
         if kernel == 0:

@@ -12,8 +12,10 @@ by a memory cgroup per kernel (coursekit.sandbox.cgroups; RLIMIT_AS where there 
 none); disk by writable places that are all size-capped tmpfs (as root, the
 home copy too, so nothing a kernel writes lands on the host's disk); output
 by the relay that reads the kernel's stdout and stderr
-(coursekit.sandbox.kernel_relay) and by the client that reads its messages
-(OutputCappedKernelClient).
+(coursekit.sandbox.kernel_relay); messages by the channel guard every message
+passes (coursekit.sandbox.channel_guard: the grading process never connects to
+the kernel's own sockets) and by the client that reads them
+(coursekit.sandbox.kernel_client).
 
 As root, kernels are forks of a server that has torch imported already
 (coursekit.sandbox.fork_server), which saves ~2 s per notebook; otherwise bubblewrap
@@ -21,7 +23,6 @@ builds the same sandbox around a freshly started kernel.
 """
 from __future__ import annotations
 
-import asyncio
 import functools
 import json
 import os
@@ -31,17 +32,14 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
-import time
 from pathlib import Path
-from queue import Empty
 
-import zmq
-from jupyter_client.asynchronous import AsyncKernelClient
-from jupyter_client.channels import AsyncZMQSocketChannel
-from jupyter_client.manager import AsyncKernelManager, KernelManager
-from traitlets import Bool, DottedObjectName, Integer, Type, Unicode
+from jupyter_client.manager import AsyncKernelManager
+from traitlets import Bool, DottedObjectName, Float, Integer, Type, Unicode
 
 from coursekit.sandbox import cgroups
+from coursekit.sandbox import channel_guard
+from coursekit.sandbox import kernel_client
 from coursekit.sandbox import kernel_relay
 from coursekit.sandbox import namespaces
 from coursekit.sandbox import seccomp
@@ -59,15 +57,8 @@ WORK_COPY_LIMIT_BYTES = 100 * MIB
 # Without a memory cgroup, RLIMIT_AS is the only cap that counts shared memory;
 # a kernel with torch imported maps ~1.3 GiB it mostly never touches, hence the headroom.
 ADDRESS_SPACE_HEADROOM_BYTES = 1536 * MIB
-# Messages from the kernel: one message, the outputs one cell keeps, all a
-# notebook keeps. Past the notebook's budget every cell still keeps a little:
-# a test cell's score and answer data must survive a flood in an earlier cell.
-# An honest notebook has well under 1 MiB of outputs.
-MESSAGE_LIMIT_BYTES = 32 * MIB
-CELL_OUTPUT_LIMIT_BYTES = 4 * MIB
-NOTEBOOK_OUTPUT_LIMIT_BYTES = 32 * MIB
-CELL_OUTPUT_ALLOWANCE_BYTES = 256 * 1024
-OUTPUT_MESSAGE_TYPES = frozenset({"stream", "display_data", "update_display_data", "execute_result", "error"})
+# Without a memory cgroup, the channel guard's cap (it holds whatever the kernel sends it).
+GUARD_ADDRESS_SPACE_BYTES = 1024 * MIB
 
 
 class SandboxUnavailable(SystemExit):
@@ -128,148 +119,14 @@ def memory_cap_summary(home: cgroups.CgroupHome | str, limit_mib: int) -> str:
             f"{limit_mib + ADDRESS_SPACE_HEADROOM_BYTES // MIB} MiB by RLIMIT_AS, tmpfs by its sizes")
 
 
-class OutputCappedIOPubChannel(AsyncZMQSocketChannel):
-    """Outputs over a cell's budget arrive emptied: the grading process keeps a bounded amount.
-
-    Bounded by NOTEBOOK_OUTPUT_LIMIT_BYTES plus CELL_OUTPUT_ALLOWANCE_BYTES per cell.
-    """
-
-    def __init__(self, *arguments, **keywords) -> None:
-        super().__init__(*arguments, **keywords)
-        self.notebook_left = NOTEBOOK_OUTPUT_LIMIT_BYTES
-        self.cell_left: dict[str, int] = {}  # execute request's id -> bytes it may still keep
-        self.truncated_cells: set[str] = set()
-
-    async def _recv(self, **kwargs):
-        frames = await self.socket.recv_multipart(**kwargs)
-        _, signed = self.session.feed_identities(frames)
-        message = self.session.deserialize(signed, content=False)  # checks the signature, leaves content packed
-        if message["msg_type"] not in OUTPUT_MESSAGE_TYPES:
-            message["content"] = self.session.unpack(message["content"])
-            return message
-        cell = message["parent_header"].get("msg_id", "")
-        if cell not in self.cell_left:
-            self.cell_left[cell] = max(min(CELL_OUTPUT_LIMIT_BYTES, self.notebook_left), CELL_OUTPUT_ALLOWANCE_BYTES)
-        size = sum(len(frame) for frame in signed[4:])
-        if size > self.cell_left[cell]:
-            # A stream keeps what fits (ipykernel joins a flood into few big messages,
-            # the first one holding what the student printed first); other outputs go whole.
-            kept = ""
-            if message["msg_type"] == "stream" and self.cell_left[cell] > 0:
-                text = self.session.unpack(message["content"]).get("text")
-                kept = text[: self.cell_left[cell]] if isinstance(text, str) else ""
-            message["content"] = self.truncated(message["msg_type"], first=cell not in self.truncated_cells)
-            if kept:
-                message["content"]["text"] = for_people({"text": kept})["text"] + message["content"]["text"]
-            message["buffers"] = []
-            self.notebook_left -= len(kept)
-            self.truncated_cells.add(cell)
-            self.cell_left[cell] = 0
-            return message
-        self.cell_left[cell] -= size
-        self.notebook_left -= size
-        message["content"] = for_people(self.session.unpack(message["content"]))
-        return message
-
-    def truncated(self, msg_type: str, *, first: bool) -> dict:
-        notice = "\n[coursekit: output truncated: more output than this cell may keep " \
-                 f"({CELL_OUTPUT_LIMIT_BYTES // MIB} MiB, {NOTEBOOK_OUTPUT_LIMIT_BYTES // MIB} MiB per notebook)]\n" \
-                 if first else ""
-        if msg_type == "error":
-            return {"ename": "OutputTruncated", "evalue": notice.strip(), "traceback": []}
-        if msg_type == "stream":
-            return {"name": "stdout", "text": notice}
-        return {"data": {"text/plain": notice} if notice else {}, "metadata": {}, "transient": {},
-                "execution_count": None}
-
-
-def for_people(content: dict) -> dict:
-    """An output's text freed of control sequences but colours and carriage returns.
-
-    Text outputs reach people: in the feedback, in the formgrader, in a
-    terminal. Metadata and other data (scores, answers the grader judges) stay as sent.
-    """
-    def plain(text):
-        if isinstance(text, list):
-            return [plain(item) for item in text]
-        return kernel_relay.without_control_sequences(text, keep_colours_and_returns=True) \
-            if isinstance(text, str) else text
-
-    content = dict(content)
-    for field in ("text", "ename", "evalue", "traceback"):
-        if field in content:
-            content[field] = plain(content[field])
-    if isinstance(content.get("data"), dict):
-        content["data"] = {kind: plain(value) if kind.startswith("text/") else value
-                           for kind, value in content["data"].items()}
-    return content
-
-
-# How long the kernel may take to publish the idle status of an answered kernel_info request
-# (milliseconds after the reply, in practice) before IOPub counts as quiet anyway.
-IDLE_AFTER_REPLY_SECONDS = 0.2
-
-
-def is_idle_status_of(message: dict, request_id: str | None) -> bool:
-    return (message.get("msg_type") == "status" and message.get("content", {}).get("execution_state") == "idle"
-            and message.get("parent_header", {}).get("msg_id") == request_id)
-
-
-class OutputCappedKernelClient(AsyncKernelClient):
-    """A client whose every socket refuses oversized messages and whose outputs have a budget."""
-
-    iopub_channel_class = Type(OutputCappedIOPubChannel)
-
-    def _create_connected_socket(self, channel: str, identity: bytes | None = None):
-        socket = super()._create_connected_socket(channel, identity=identity)
-        socket.setsockopt(zmq.MAXMSGSIZE, MESSAGE_LIMIT_BYTES)
-        return socket
-
-    async def _async_wait_for_ready(self, timeout: float | None = None) -> None:
-        """jupyter_client's wait_for_ready, minus ~0.2 s per kernel start.
-
-        jupyter_client (8.x) retries kernel_info until a reply and an IOPub message
-        arrive, then drains IOPub until it has been silent for 0.2 s: every kernel
-        start waits those 0.2 s. Here the drain ends at the idle status of the
-        answered request, the signal jupyter_client's maintainers name as "fully
-        connected" (jupyter/jupyter_client#593, #592); still 0.2 s of silence at most.
-        Stale messages left over would be harmless anyway: nbclient reads only the
-        messages whose parent is its own request.
-        """
-        deadline = time.monotonic() + (float("inf") if timeout is None else timeout)
-        if not isinstance(self.parent, KernelManager):  # as jupyter_client: first a heartbeat
-            while not await self._async_is_alive():
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"Kernel didn't respond to heartbeats in {timeout:.0f} seconds")
-                await asyncio.sleep(0.2)
-        while True:
-            self.kernel_info()
-            try:
-                reply = await self.shell_channel.get_msg(timeout=1)
-            except Empty:
-                pass
-            else:
-                if reply["msg_type"] == "kernel_info_reply":
-                    try:  # IOPub is connected once one message arrives; if none does, start over
-                        seen = await self.iopub_channel.get_msg(timeout=IDLE_AFTER_REPLY_SECONDS)
-                    except Empty:
-                        pass
-                    else:
-                        self._handle_kernel_info_reply(reply)
-                        break
-            if not await self._async_is_alive():
-                raise RuntimeError("Kernel died before replying to kernel_info")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"Kernel didn't respond in {timeout:.0f} seconds")
-        answered = reply["parent_header"].get("msg_id")
-        while not is_idle_status_of(seen, answered):
-            try:
-                seen = await self.iopub_channel.get_msg(timeout=IDLE_AFTER_REPLY_SECONDS)
-            except Empty:
-                break
-
-    # AsyncKernelClient binds the public name to the base class's coroutine.
-    wait_for_ready = _async_wait_for_ready
+def cpu_share_summary(home: cgroups.CgroupHome | str, share: cgroups.CpuShare) -> str:
+    """The one line that says how kernels share the CPU here."""
+    if isinstance(home, cgroups.CgroupHome):
+        cap = f", capped at {share.cores:g} CPUs" if share.cores > 0 else ""
+        return (f"coursekit: each kernel's processes share one CPU weight ({share.weight}){cap}, and its time "
+                f"limits count its own CPU time, by a cgroup v{home.version} cpu cgroup per kernel under {home.folder}")
+    return (f"coursekit: no cpu cgroup ({home}): kernels share the CPU as the scheduler shares sessions, "
+            "and time limits count wall-clock time")
 
 
 def sandbox_environment() -> dict[str, str]:
@@ -292,6 +149,19 @@ class SandboxedKernelManager(AsyncKernelManager):
         True, help="Cap each kernel's memory, shared memory and tmpfs included, with a memory cgroup where one "
         "can be made (as root); otherwise, or when False, RLIMIT_AS and the tmpfs sizes bound them."
     ).tag(config=True)
+    cpu_cgroup = Bool(
+        True, help="Give each kernel's processes one CPU weight and cap with a cpu cgroup where one can be made (as "
+        "root), whatever sessions they start; it also counts their CPU time, which the notebook's time limits then "
+        "count (SandboxedExecute.wall_clock_slack). Otherwise, or when False, the scheduler shares the CPU per "
+        "session and limits count wall-clock time."
+    ).tag(config=True)
+    cpu_weight = Integer(
+        100, min=1, max=10000, help="Each kernel's CPU weight against the other kernels' (cgroup v2 cpu.weight; v1 "
+        "cpu.shares is 1024/100 of it). Equal weights: parallel notebooks get equal shares of a busy machine."
+    ).tag(config=True)
+    cpu_limit = Float(
+        1.0, min=0.0, help="At most this many CPUs' time for one notebook's processes together (0: no cap)."
+    ).tag(config=True)
     home_size_limit_mib = Integer(
         256, help="Size of the student's home folder, a tmpfs holding a copy of the submission's folder (MiB; "
         "as root). /tmp (256 MiB) and /dev/shm (64 MiB) are the only other writable places."
@@ -305,21 +175,25 @@ class SandboxedKernelManager(AsyncKernelManager):
         False, help="Grade without bubblewrap when it is missing. Student code then runs with your rights."
     ).tag(config=True)
 
-    client_class = DottedObjectName("coursekit.sandbox.kernel_manager.OutputCappedKernelClient")
-    client_factory = Type(OutputCappedKernelClient)
+    client_class = DottedObjectName("coursekit.sandbox.kernel_client.BoundedKernelClient")
+    client_factory = Type(kernel_client.BoundedKernelClient)
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        # Unix sockets in a private folder: a TCP port on the host's loopback
-        # is unreachable from the sandbox's own network namespace.
+        # Unix sockets in private folders: a TCP port on the host's loopback
+        # is unreachable from the sandbox's own network namespace. The kernel binds
+        # its sockets in the folder it sees; the grading process connects to the channel
+        # guard's, in a folder the sandbox does not see.
         self.transport = "ipc"
         self._private_folder = Path(tempfile.mkdtemp(prefix="coursekit-kernel-"))
         os.chmod(self._private_folder, 0o711)
-        self.ip = str(self._private_folder / "kernel")
-        self.connection_file = str(self._private_folder / "connection.json")
+        self._channels_folder = Path(tempfile.mkdtemp(prefix="coursekit-channels-"))  # mode 0700
+        self.ip = str(self._channels_folder / "kernel")
+        self.connection_file = str(self._channels_folder / "connection.json")
+        self.kernel_connection_file = str(self._private_folder / "connection.json")
         self._sandbox_uid = random.randint(200000, 299999) if os.geteuid() == 0 else os.geteuid()
         self._home_mounted = False
-        self._cgroup: str | None = None
+        self._cgroup: cgroups.KernelCgroup | None = None
         self._kernel_arguments: list[str] = []
 
     def bwrap(self) -> str | None:
@@ -339,32 +213,75 @@ class SandboxedKernelManager(AsyncKernelManager):
         # The extra arguments are the grading process's (nbclient's --HistoryManager.hist_file=:memory:
         # among them: without it IPython writes every cell into an SQLite file).
         self._kernel_arguments = [str(argument) for argument in extra_arguments or []]
-        kernel = [sys.executable, "-I", "-m", KERNEL_MODULE, "-f", self.connection_file,
+        kernel = [sys.executable, "-I", "-m", KERNEL_MODULE, "-f", self.kernel_connection_file,
                   *self._kernel_arguments]
         if self.kernel_spec is not None:
             self.kernel_spec.interrupt_mode = "message"  # signals do not cross the sandbox's session
         self.prepare_private_folder()
-        self.prepare_memory_cgroup()
+        self.prepare_cgroups()
+        self.write_kernel_connection_file()
         use_server = self.fork_server and os.geteuid() == 0
         server = ForkServer.shared(environment=sandbox_environment()) if use_server else None
         if server is not None:
-            return server.relay_command(self.fork_server_request())
+            return server.relay_command(self.fork_server_request(), beside=self.channel_guard_command())
         if use_server:
             self.log.warning("No fork server (%s): bubblewrap starts each kernel.", ForkServer.failure)
         bwrap = self.bwrap()
-        if bwrap is None:
-            return kernel
-        # Through the relay, like a fork-server kernel: capped output, the cgroup, the seccomp program.
+        # Through the relay, like a fork-server kernel: capped output, the cgroup, the seccomp program,
+        # the channel guard beside the kernel.
         relay = [sys.executable, "-I", "-S", kernel_relay.__file__, "--run",
-                 json.dumps({"cgroup": self._cgroup, "seccomp": self.seccomp_program().hex()}), "--"]
+                 json.dumps({"cgroups": self.cgroups(), "seccomp": self.seccomp_program().hex() if bwrap else "",
+                             "beside": self.channel_guard_command()}), "--"]
+        if bwrap is None:
+            return relay + kernel
         return (relay + self.limits() + [bwrap] + self.sandbox_arguments() + ["--"] + self.drop_privileges()
                 + kernel)
+
+    def cgroups(self) -> list[str]:
+        """The folders of the kernel's cgroups: what its sandbox and its channel guard join."""
+        return list(self._cgroup.folders) if self._cgroup else []
+
+    def cpu_seconds(self) -> float | None:
+        """The CPU time the kernel's sandbox and its channel guard used so far; None without a cpu cgroup."""
+        if self._cgroup is None or self._cgroup.usage_file is None:
+            return None
+        return cgroups.cpu_seconds(self._cgroup.usage_file)
+
+    def memory_capped(self) -> bool:
+        return self._cgroup is not None and self._cgroup.memory_capped
+
+    def write_kernel_connection_file(self) -> None:
+        """The connection file the kernel reads: its sockets in the folder it sees, the same key."""
+        info = self.get_connection_info()
+        info.update(ip=str(self._private_folder / "kernel"), key=self.session.key.decode())
+        descriptor = os.open(self.kernel_connection_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with open(descriptor, "w") as file:
+            json.dump(info, file)
+
+    def endpoints(self, ip: str) -> dict[str, str]:
+        return {channel: f"ipc://{ip}-{getattr(self, f'{channel}_port')}"
+                for channel in channel_guard.CHANNELS}
+
+    def channel_guard_command(self) -> list[str]:
+        """The channel guard's command: the only way the kernel's messages reach this process."""
+        limits = kernel_client.CHANNEL_LIMITS
+        config = {
+            "kernel": self.endpoints(str(self._private_folder / "kernel")), "grader": self.endpoints(self.ip),
+            "limits": {channel: [limit.largest_message_bytes, limit.most_frames] for channel, limit in limits.items()},
+            "cgroups": self.cgroups(),
+            "address_space_bytes": None if self.memory_capped() else GUARD_ADDRESS_SPACE_BYTES,
+        }
+        return [sys.executable, "-I", channel_guard.__file__, json.dumps(config)]
+
+    def _create_connected_socket(self, channel: str, identity: bytes | None = None):
+        # The manager's own control socket (interrupts): never read, yet bounded like the client's.
+        return kernel_client.connected_socket(self, channel, identity)
 
     def seccomp_program(self) -> bytes:
         return seccomp.program(refuse_memfd=self.address_space_bytes() is not None)
 
     def address_space_bytes(self) -> int | None:
-        if self._cgroup is not None:
+        if self.memory_capped():
             return None
         return self.memory_limit_mib * MIB + ADDRESS_SPACE_HEADROOM_BYTES
 
@@ -394,26 +311,32 @@ class SandboxedKernelManager(AsyncKernelManager):
             path.touch(mode=0o600)
             path.write_bytes(content)
 
-    _memory_cap_said_in: int | None = None  # the process that logged the memory cap line
+    _caps_said_in: int | None = None  # the process that logged the memory and CPU lines
 
-    def prepare_memory_cgroup(self) -> None:
+    def prepare_cgroups(self) -> None:
         if self._cgroup is not None:
-            return  # a restart keeps the kernel's cgroup
-        home = cgroups.find_home() if self.memory_cgroup else "switched off by SandboxedKernelManager.memory_cgroup"
-        if isinstance(home, cgroups.CgroupHome):
-            try:
-                self._cgroup = cgroups.create(limit_bytes=self.memory_limit_mib * MIB)
-            except OSError as error:
-                home = f"cannot create one under {home.folder}: {error.strerror or error}"
-        if SandboxedKernelManager._memory_cap_said_in != os.getpid():
-            SandboxedKernelManager._memory_cap_said_in = os.getpid()
-            summary = memory_cap_summary(home, self.memory_limit_mib)
-            (self.log.info if self._cgroup else self.log.warning)(summary)
+            return  # a restart keeps the kernel's cgroups
+        memory = cgroups.find_home() if self.memory_cgroup else "switched off by SandboxedKernelManager.memory_cgroup"
+        cpu = cgroups.find_cpu_home() if self.cpu_cgroup else "switched off by SandboxedKernelManager.cpu_cgroup"
+        share = cgroups.CpuShare(weight=self.cpu_weight, cores=self.cpu_limit)
+        try:
+            self._cgroup = cgroups.create(
+                memory_bytes=self.memory_limit_mib * MIB if isinstance(memory, cgroups.CgroupHome) else None,
+                cpu=share if isinstance(cpu, cgroups.CgroupHome) else None)
+        except OSError as error:
+            memory = cpu = f"cannot create one: {error.strerror or error}"
+        if SandboxedKernelManager._caps_said_in != os.getpid():
+            SandboxedKernelManager._caps_said_in = os.getpid()
+            (self.log.info if self.memory_capped() else self.log.warning)(
+                memory_cap_summary(memory, self.memory_limit_mib))
+            (self.log.info if self._cgroup and self._cgroup.cpu_shared else self.log.warning)(
+                cpu_share_summary(cpu, share))
 
     def release_sandbox(self) -> None:
         """Kill what is left of the sandbox, remove its cgroup and its private folder."""
         if self._cgroup is not None:
-            cgroups.remove(self._cgroup)
+            for folder in self._cgroup.folders:
+                cgroups.remove(folder)
             self._cgroup = None
         if self._home_mounted:
             try:
@@ -422,6 +345,7 @@ class SandboxedKernelManager(AsyncKernelManager):
                 self.log.warning("coursekit: %s", error)
             self._home_mounted = False
         shutil.rmtree(self._private_folder, ignore_errors=True)
+        shutil.rmtree(self._channels_folder, ignore_errors=True)
 
     def drop_privileges(self) -> list[str]:
         if os.geteuid() != 0:
@@ -433,10 +357,10 @@ class SandboxedKernelManager(AsyncKernelManager):
     def fork_server_request(self) -> dict:
         """What coursekit.sandbox.fork_server needs to build the same sandbox as sandbox_arguments()."""
         return {
-            "connection_file": self.connection_file, "private_folder": str(self._private_folder),
+            "connection_file": self.kernel_connection_file, "private_folder": str(self._private_folder),
             "home": {"outside": str(self.student_work_copy()), "inside": SANDBOX_HOME},
             "uid": self._sandbox_uid, "memory_bytes": self.memory_limit_mib * MIB,
-            "address_space_bytes": self.address_space_bytes(), "cgroup": self._cgroup,
+            "address_space_bytes": self.address_space_bytes(), "cgroups": self.cgroups(),
             "processes": self.process_limit, "file_size_bytes": self.file_size_limit_mib * MIB,
             "system_folders": list(SYSTEM_FOLDERS), "system_files": list(SYSTEM_FILES),
             "read_only": python_folders(), "kit": kit_view(), "environment": sandbox_environment(),
@@ -498,7 +422,7 @@ class SandboxedKernelManager(AsyncKernelManager):
                 (copy / relative).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(path, copy / relative)
         # Only the owner may read the connection file's key: the sandbox user.
-        for path in [copy, *copy.rglob("*"), self._private_folder, Path(self.connection_file)]:
+        for path in [copy, *copy.rglob("*"), self._private_folder, Path(self.kernel_connection_file)]:
             if path.exists():
                 os.chown(path, self._sandbox_uid, self._sandbox_uid, follow_symlinks=False)
         return copy

@@ -4,13 +4,18 @@ It stands in for the kernel: it exits when the kernel exits, and when it is
 killed the kernel and everything it started die too. So jupyter_client's
 usual handling of a kernel process (poll, kill, wait) works unchanged.
 
-    kernel_relay.py --fork-server SOCKET REQUEST
+    kernel_relay.py --fork-server SOCKET REQUEST [OPTIONS]
         asks the fork server (coursekit.sandbox.fork_server) for a kernel; when the
         relay goes, the server kills the sandbox.
     kernel_relay.py --run OPTIONS -- COMMAND...
-        runs COMMAND (bubblewrap around a kernel) as its child: in the memory
-        cgroup OPTIONS name, with the seccomp program OPTIONS hold on
+        runs COMMAND (bubblewrap around a kernel) as its child: in the
+        cgroups OPTIONS name, with the seccomp program OPTIONS hold on
         descriptor 3; bubblewrap's --die-with-parent ends it with the relay.
+
+OPTIONS may name a command to run beside the kernel ("beside": the channel
+guard, coursekit.sandbox.channel_guard, through which alone the kernel's messages
+reach the grading process): when either ends, the relay ends the other and
+leaves, so the grading process never talks to a kernel without its guard.
 
 Either way the kernel writes into pipes this process reads: student code
 never holds the grading process's stdout and stderr (a log file or a
@@ -116,7 +121,7 @@ def relay_output(pipes: dict[int, tuple[int, int]], finished, done_fds: list) ->
                 break  # whatever still holds a pipe is about to go
         for fd in ready:
             if fd in done_fds:
-                gone = finished(fd) or gone
+                gone = gone or finished(fd)  # once: the kernel and what runs beside it may end together
             elif not output.copy(fd):
                 open_pipes.discard(fd)
                 os.close(fd)
@@ -125,20 +130,60 @@ def relay_output(pipes: dict[int, tuple[int, int]], finished, done_fds: list) ->
         gone = finished(ready[0])
 
 
-def from_fork_server(server_socket: str, request: str) -> int:
+class Beside:
+    """A process that lives exactly as long as the kernel: started with it, killed when it goes."""
+
+    def __init__(self, command: list | None) -> None:
+        self.pid = self.exit = None
+        if command:
+            self.pid = os.fork()
+            if self.pid == 0:
+                try:
+                    signal.signal(signal.SIGINT, signal.SIG_DFL)
+                    os.execv(command[0], command)
+                except BaseException as error:
+                    os.write(2, f"coursekit relay: cannot start {command[0]}: {error}\n".encode())
+                finally:
+                    os._exit(127)
+            self.exit = os.pidfd_open(self.pid)
+
+    def fds(self) -> list:
+        return [] if self.exit is None else [self.exit]
+
+    def ended(self) -> None:
+        """It ended first: say so (the kernel is ended by the caller)."""
+        code = os.waitstatus_to_exitcode(os.waitpid(self.pid, 0)[1])
+        self.pid = None
+        write_all(2, f"coursekit relay: the kernel's channel guard ended ({code}); the kernel is stopped\n".encode())
+
+    def stop(self) -> None:
+        if self.pid is not None:
+            os.kill(self.pid, signal.SIGKILL)
+            os.waitpid(self.pid, 0)
+            self.pid = None
+
+
+def from_fork_server(server_socket: str, request: str, options: dict) -> int:
     pipes = make_pipes()
     connection = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     connection.connect(server_socket)
     socket.send_fds(connection, [request.encode()], [write_end for _, write_end in pipes.values()])
     for _, write_end in pipes.values():
         os.close(write_end)
+    beside = Beside(options.get("beside"))
     replies = []
 
-    def finished(_fd) -> bool:
+    def finished(fd) -> bool:
+        if fd in beside.fds():
+            beside.ended()
+            connection.close()  # the server kills the sandbox when its relay's connection goes
+            replies.append(b"")
+            return True
         replies.append(connection.recv(64))
         return True
 
-    relay_output(pipes, finished, [connection])
+    relay_output(pipes, finished, [connection, *beside.fds()])
+    beside.stop()
     try:
         return int(replies[0].decode())
     except (IndexError, ValueError):
@@ -155,8 +200,8 @@ def run(options: dict, command: list[str]) -> int:
     child = os.fork()
     if child == 0:
         try:
-            if options.get("cgroup"):
-                with open(os.path.join(options["cgroup"], "cgroup.procs"), "w") as procs:
+            for folder in options.get("cgroups") or []:
+                with open(os.path.join(folder, "cgroup.procs"), "w") as procs:
                     procs.write("0")
             signal.signal(signal.SIGINT, signal.SIG_DFL)
             for read_end in pipes:
@@ -176,13 +221,18 @@ def run(options: dict, command: list[str]) -> int:
     if seccomp_read is not None:
         os.close(seccomp_read)
     child_exit = os.pidfd_open(child)
+    beside = Beside(options.get("beside"))
     codes = []
 
-    def finished(_fd) -> bool:
+    def finished(fd) -> bool:
+        if fd in beside.fds():
+            beside.ended()
+            os.kill(child, signal.SIGKILL)  # bubblewrap: the sandbox's pid 1 and everything in it go too
         codes.append(os.waitstatus_to_exitcode(os.waitpid(child, 0)[1]))
         return True
 
-    relay_output(pipes, finished, [child_exit])
+    relay_output(pipes, finished, [child_exit, *beside.fds()])
+    beside.stop()
     code = codes[0]
     return code if code >= 0 else 128 - code
 
@@ -194,7 +244,7 @@ def main() -> int:
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     mode = sys.argv[1]
     if mode == "--fork-server":
-        return from_fork_server(sys.argv[2], sys.argv[3])
+        return from_fork_server(sys.argv[2], sys.argv[3], json.loads(sys.argv[4]) if len(sys.argv) > 4 else {})
     if mode == "--run" and sys.argv[3] == "--":
         return run(json.loads(sys.argv[2]), sys.argv[4:])
     print(__doc__, file=sys.stderr)
