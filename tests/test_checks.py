@@ -50,7 +50,9 @@ def score(grade_id, namespace, points, challenge=7):
     ("minibatch GD", "mini-batch GD"), ("mini batch sgd", "mini-batch GD"), ("'Mini-batch GD'", "mini-batch GD"),
     ("the mini-batch G.D.", "mini-batch GD"), ("Mini-batch gradient descent (mini-batch GD).", "mini-batch GD"),
     ("Adam", None), ("", None), ("mini", None), ("SGD or mini-batch GD", None), ("GD, SGD", None),
-    ("not GD", None), ("SGD (mini-batch GD)", None),
+    ("not GD", None), ("SGD (mini-batch GD)", None), ("SGD (online learning)", "SGD"),
+    ("SGD, because each point is processed as it arrives", "SGD"), ("mini-batch GD, not SGD", None),
+    ("Full-batch", "GD"), ("stochastic mini-batch gradient descent", "mini-batch GD"), ("batch", None),
 ])
 def test_method_names_are_normalized(text, method):
     assert checks.forms.check_method_name(text) == method

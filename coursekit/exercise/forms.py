@@ -84,27 +84,33 @@ def check_shape(value):
 
 
 _METHODS = {
-    "GD": ("gd", "gradient descent", "batch gd", "batch gradient descent", "full batch gd",
+    "GD": ("gd", "gradient descent", "batch gd", "batch gradient descent", "full batch gd", "full batch",
            "full batch gradient descent", "vanilla gradient descent", "vanilla gd"),
     "SGD": ("sgd", "stochastic gradient descent", "stochastic gd", "online gradient descent", "online sgd",
             "online gd"),
     "mini-batch GD": ("mini batch gd", "mini batch gradient descent", "mini batch sgd",
                       "mini batch stochastic gradient descent", "mbgd", "mini batch"),
 }
-_FILLER = {"a", "an", "the", "method", "algorithm", "optimizer", "optimiser", "approach"}
+_NEGATIONS = {"not", "no", "never", "nor", "neither", "without", "instead", "rather", "except", "but"}
 
 
 def check_method_name(text):
-    """The method ("GD", "SGD" or "mini-batch GD") a short answer names, or None if it names none or several."""
+    """The method ("GD", "SGD" or "mini-batch GD") a short answer names, or None.
+
+    Case, punctuation, dots in abbreviations ("S.G.D."), articles and words around the
+    name do not matter; an answer naming two methods, or a name with a negation
+    ("not SGD"), names none.
+    """
     if type(text) is not str or len(text) > 200:
         return None
     words = _re.sub(r"[^a-z0-9]+", " ", text.lower()).split()
     joined = []  # "s g d" (from "S.G.D.") is one word again, "sgd"
     for word in words:
-        if len(word) == 1 and word.isalpha() and word not in ("a",) and joined and joined[-1][1]:
+        letter = len(word) == 1 and word.isalpha() and word != "a"
+        if letter and joined and joined[-1][1]:
             joined[-1] = (joined[-1][0] + word, True)
         else:
-            joined.append((word, len(word) == 1 and word.isalpha() and word != "a"))
+            joined.append((word, letter))
     words = " ".join(word for word, _ in joined).replace("minibatch", "mini batch").replace("descend", "descent").split()
     phrases = sorted(((phrase.split(), method) for method, spellings in _METHODS.items() for phrase in spellings),
                      key=lambda item: -len(item[0]))
@@ -116,7 +122,7 @@ def check_method_name(text):
                 position += len(phrase)
                 break
         else:
-            if words[position] not in _FILLER:
+            if words[position] in _NEGATIONS:
                 return None
             position += 1
     return found.pop() if len(found) == 1 else None
