@@ -1,10 +1,15 @@
 """The grader's own given values: drawn per team and submission, reproducible, never the sheet's."""
+import hashlib
+import math
 import os
 import stat
 
 import pytest
+import torch
+import torch.nn.functional as F
 
 from coursekit.errors import CourseKitError
+from coursekit.exercise.checks import grade_namespace
 from coursekit.exercise import given
 from coursekit.notebooks import grade_id
 
@@ -55,3 +60,56 @@ def test_the_course_secret_is_made_once_private_and_checked(tmp_path):
     path.write_bytes(b"short")
     with pytest.raises(CourseKitError, match="delete it"):
         given.course_secret(tmp_path)
+
+
+# ---------------------------------------------------------------- judging on drawn values (attack branch)
+# Right answers stay right and wrong ones wrong on every draw, not only on the sheet's values. Each draw is what
+# some team of some course gets (fixed secrets: repeatable); the answers are computed as the kernel does (float32).
+
+DRAWS = [given.draw(secret=hashlib.sha256(f"course-{number}".encode()).digest(), team=f"team-{number}",
+              submission="unchanged") for number in range(400)]
+
+
+def attention_answers(given, weights_of):
+    """The master solution of Task 4 on `given`, with `weights_of(scores, scores_scaled)` for the weights."""
+    Wq = torch.tensor(given.Wq, requires_grad=True)
+    Wk = torch.tensor(given.Wk, requires_grad=True)
+    x_words = torch.tensor(given.x_words)
+    Q, K = x_words @ Wq, x_words @ Wk
+    d_k = K.shape[1]
+    scores = Q @ K.T
+    scores_scaled = scores / math.sqrt(d_k)
+    return {"Q": Q, "K": K, "d_k": d_k, "scores": scores, "scores_scaled": scores_scaled,
+            "var_scores": torch.var(scores), "var_scores_scaled": torch.var(scores_scaled),
+            "weights": weights_of(scores, scores_scaled)}
+
+
+def misgraded(cell, weights_of, *, right):
+    wrong = [given for given in DRAWS
+             if grade_namespace(cell, attention_answers(given, weights_of), points=2, given=given).full_marks != right]
+    return len(wrong)
+
+
+def test_the_master_solution_gets_full_marks_on_every_draw():
+    # On 2,000 random draws: the variances fail on ~0.7 %, the softmax on ~3.6 % (float32 error of scores
+    # in the hundreds against an absolute tolerance of 1e-6).
+    softmax = lambda scores, scaled: F.softmax(scaled, dim=1)  # noqa: E731
+    assert (misgraded("attention_variance", softmax, right=True), misgraded("attention_softmax", softmax, right=True)) \
+        == (0, 0)
+
+
+def test_a_softmax_written_out_gets_full_marks_on_every_draw():
+    # Corpus variant "softmax written out with exp and a row sum": right, and right on the sheet's
+    # values; exp overflows float32 past 88, and drawn scaled scores reach 246 (sheet: 20): ~29 % fail.
+    written_out = lambda scores, scaled: torch.exp(scaled) / torch.exp(scaled).sum(dim=1, keepdim=True)  # noqa: E731
+    assert misgraded("attention_softmax", written_out, right=True) == 0
+
+
+@pytest.mark.parametrize("name, weights_of", [
+    ("softmax of the unscaled scores", lambda scores, scaled: F.softmax(scores, dim=1)),
+    ("softmax over the wrong dimension", lambda scores, scaled: F.softmax(scaled, dim=0)),
+])
+def test_wrong_weights_are_caught_on_every_draw(name, weights_of):
+    # ~43 % of draws make every row of the weights one-hot (> 0.999): the unscaled softmax then equals
+    # the scaled one and gets full marks on ~14 % of draws.
+    assert misgraded("attention_softmax", weights_of, right=False) == 0

@@ -119,6 +119,21 @@ def load_fixtures():
     return tomllib.loads(FIXTURES.read_text(encoding="utf-8"))["submission"]
 
 
+def add_cells(notebook, entries):
+    """Code cells a student added after the cell `after` (a grade_id), in order: `code`, or `pattern`
+    repeated up to `characters`; `repeat` copies, each with its own last line (the rebuild keeps them all)."""
+    inserted = {}
+    for entry in entries:
+        anchor = next(index for index, cell in enumerate(notebook.cells)
+                      if cell.metadata.get("nbgrader", {}).get("grade_id") == entry["after"])
+        code = entry.get("code") or (entry["pattern"] * entry["characters"])[:entry["characters"]]
+        for copy_number in range(entry.get("repeat", 1)):
+            position = anchor + 1 + inserted.get(entry["after"], 0)
+            source = code if entry.get("repeat", 1) == 1 else f"{code}\n# copy {copy_number}"
+            notebook.cells.insert(position, nbformat.v4.new_code_cell(source))
+            inserted[entry["after"]] = inserted.get(entry["after"], 0) + 1
+
+
 def build(spec, master, release_with_tests):
     if "raw" in spec:
         return run.SubmissionFiles(notebook=spec["raw"].encode())
@@ -128,6 +143,7 @@ def build(spec, master, release_with_tests):
         cell = spec["pad"]["cell"]
         answers[cell] = answers.get(cell, "") + "\n# " + "x" * (spec["pad"]["kilobytes"] * 1024) + "\n"
     notebook = fill_answers(release_with_tests, answers)
+    add_cells(notebook, spec.get("add_cells", []))
     for name in spec.get("tamper", []):
         TAMPERING[name](notebook)
     files = tuple((name, content.encode()) for name, content in spec.get("files", {}).items())
@@ -177,7 +193,11 @@ def test_fixtures_cover_every_category():
                      "model-changes-between-calls", "escape-sequences-in-names-and-exceptions",
                      "flood-of-unused-messages", "multipart-flood-dropped-by-the-guard",
                      "multipart-flood-past-the-memory-cap", "malformed-signed-messages-after-the-last-answer",
-                     "cpu-hog-120-sessions"]:
+                     "cpu-hog-120-sessions",
+                     "default-dtype-float64-set-by-the-student", "net-loss-under-inference-mode",
+                     "relu6-instead-of-relu", "coloured-output-for-the-feedback",
+                     "markdown-outputs-for-the-feedback", "many-added-cells-under-the-highlight-limit",
+                     "traceback-line-that-backtracks"]:
         assert required in names
 
 
@@ -304,3 +324,19 @@ def test_the_grader_ran_each_team_on_its_own_given_values(graded):
     assert notebook.cells[0].source.startswith("**Graded on the grader's own values.**")
     given = next(cell for cell in notebook.cells if cell.metadata.get("nbgrader", {}).get("grade_id") == "given_x_start")
     assert given.source.startswith(f"torch.manual_seed({values['honest']['x_start_seed']})\n")
+
+
+def feedback_tags(work_dir, name):
+    page = work_dir / "course" / "feedback" / name / "ex2" / "ml_ex2.html"
+    return len(re.findall(r"<[a-zA-Z]", page.read_text(encoding="utf-8", errors="replace"))) if page.exists() else None
+
+
+def test_feedback_pages_stay_bounded(graded):
+    """Student text (outputs, added cells) must not make a feedback page of millions of elements: every
+    element costs the grading worker time and memory (BeautifulSoup re-parses the page), and a TA's browser."""
+    specs, _, work_dir, _ = graded
+    honest = feedback_tags(work_dir, "honest")
+    too_big = {spec["name"]: tags for spec in specs if "feedback_max_tags" in spec
+               and (tags := feedback_tags(work_dir, spec["name"])) is not None and tags > spec["feedback_max_tags"]}
+    assert honest is not None and honest < 20_000
+    assert too_big == {}
