@@ -46,7 +46,8 @@ from coursekit.safe_text import one_line
 FLOAT_DTYPES = {"torch.float32": torch.float32, "torch.float64": torch.float64,
                 "torch.float16": torch.float16, "torch.bfloat16": torch.bfloat16}
 TORCH_DTYPES = {**FLOAT_DTYPES, "torch.int64": torch.int64, "torch.int32": torch.int32, "torch.int16": torch.int16,
-                "torch.int8": torch.int8, "torch.uint8": torch.uint8, "torch.bool": torch.bool}
+                "torch.int8": torch.int8, "torch.uint8": torch.uint8, "torch.bool": torch.bool,
+                "torch.uint16": torch.int64, "torch.uint32": torch.int64, "torch.uint64": torch.int64}
 NO_RECORD = "the hidden tests of this cell did not run to the end (no answers reached the grader), so it scores 0"
 # Student code the judge parses (to see how `x` was made) is bounded: a cell over this is not parsed.
 MAX_PARSED_CELL = 20_000
@@ -248,11 +249,37 @@ def latest_cell_assigning(sources: tuple[str, ...], name: str) -> str | None:
     return None
 
 
+def functions_defined(sources: tuple[str, ...]) -> dict[str, str]:
+    """Function name -> its source, for the functions (def, or a lambda assigned to a name) the cells define."""
+    defined = {}
+    for source in sources:
+        tree = parsed(source)
+        for node in ast.walk(tree) if tree is not None else ():
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                defined[node.name] = ast.get_source_segment(source, node) or ""
+            elif isinstance(node, ast.Assign) and isinstance(node.value, ast.Lambda):
+                for target in node.targets:
+                    if isinstance(target, ast.Name):
+                        defined[target.id] = ast.get_source_segment(source, node) or ""
+    return defined
+
+
+def uses_squeeze(source: str, functions: dict[str, str], depth: int = 0) -> bool:
+    """`source` calls squeeze/unsqueeze, itself or through functions the cells define (a helper cell)."""
+    if "squeeze" in source:
+        return True
+    tree = parsed(source)
+    if tree is None or depth > 3:
+        return False
+    called = {node.func.id for node in ast.walk(tree) if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)}
+    return any(uses_squeeze(functions[name], functions, depth + 1) for name in called if name in functions)
+
+
 def check_squeeze_method(record: AnswerRecord, situation: Situation) -> None:
     check_squeeze_shape(record, situation)
     check_squeeze_values(record, situation)
     source = latest_cell_assigning(situation.sources, "x")
-    if source is not None and "squeeze" not in source:
+    if source is not None and not uses_squeeze(source, functions_defined(situation.sources)):
         raise WrongAnswer("the task asks for `squeeze`/`unsqueeze`; your cell reaches the shape another way.")
 
 

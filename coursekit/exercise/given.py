@@ -19,6 +19,7 @@ import dataclasses
 import hashlib
 import hmac
 import json
+import math
 import os
 import random
 from dataclasses import dataclass
@@ -64,9 +65,20 @@ SHEET = GivenValues(
 VOCABULARY, CLASSES = 8, 4  # Net's embedding has 8 rows; it predicts 4 classes
 
 
+def submission_key(*, secret: bytes, team: str, submission: str) -> bytes:
+    return hmac.new(secret, f"{team}\0{submission}".encode(), hashlib.sha256).digest()
+
+
+def cell_challenge(*, key: bytes, grade_id: str) -> int:
+    """The challenge of one test cell (coursekit.recorder.challenges) from a submission's key: unpredictable
+    without the secret, the same every time the same submission is graded, so a grade never changes by chance."""
+    digest = hmac.new(key, f"challenge\0{grade_id}".encode(), hashlib.sha256).digest()
+    return int.from_bytes(digest[:8], "big") >> 2  # 62 bits
+
+
 def draw(*, secret: bytes, team: str, submission: str) -> GivenValues:
     """The given values of one team's submission: fresh, reproducible, never the sheet's."""
-    key = hmac.new(secret, f"{team}\0{submission}".encode(), hashlib.sha256).digest()
+    key = submission_key(secret=secret, team=team, submission=submission)
     rng = random.Random(key)
 
     def seed(sheet: int) -> int:
@@ -88,14 +100,39 @@ def draw(*, secret: bytes, team: str, submission: str) -> GivenValues:
     return GivenValues(seed(SHEET.x_start_seed), seed(SHEET.bmm_seed), seed(SHEET.net_seed), X, y, Wq, Wk, words)
 
 
+def softmax_rows(matrix: list[list[float]]) -> list[list[float]]:
+    rows = []
+    for row in matrix:
+        top = max(row)
+        powers = [math.exp(value - top) for value in row]
+        rows.append([power / sum(powers) for power in powers])
+    return rows
+
+
+def transposed(matrix: list[list[float]]) -> list[list[float]]:
+    return [list(column) for column in zip(*matrix)]
+
+
 def usable_attention(Wq: Matrix, Wk: Matrix, words: Matrix) -> bool:
-    """Distinct words and scores that vary: the questions on the weights have answers."""
+    """Attention values the task and its judge both work on, as the sheet's do.
+
+    Scaled scores of the sheet's size (a softmax written out with exp stays far from
+    float32's overflow), weights that are a distribution worth reading (none under 1 %,
+    so no row is one-hot), and the usual mistakes (no scaling, softmax over columns,
+    K Qᵀ) giving weights that differ from the right ones by a whole percent.
+    """
     if len(set(words)) != len(words):
         return False
     Q = [[sum(w[k] * Wq[k][j] for k in range(2)) for j in range(2)] for w in words]
     K = [[sum(w[k] * Wk[k][j] for k in range(2)) for j in range(2)] for w in words]
-    scores = [sum(q[j] * key[j] for j in range(2)) for q in Q for key in K]
-    return max(scores) - min(scores) > 0.5
+    scores = [[sum(q[j] * key[j] for j in range(2)) for key in K] for q in Q]
+    scaled = [[value / math.sqrt(2) for value in row] for row in scores]
+    weights = softmax_rows(scaled)
+    if max(abs(value) for row in scaled for value in row) > 25 or min(min(row) for row in weights) < 0.01:
+        return False
+    mistakes = (softmax_rows(scores), transposed(softmax_rows(transposed(scaled))), softmax_rows(transposed(scaled)))
+    return all(max(abs(a - b) for wrong_row, row in zip(wrong, weights) for a, b in zip(wrong_row, row)) >= 0.01
+               for wrong in mistakes)
 
 
 def submission_fingerprint(sources: list[str]) -> str:
@@ -133,15 +170,15 @@ def matrix_literal(rows: Matrix, indent: int) -> str:
 
 def given_x_start(values: GivenValues) -> str:
     return (f"torch.manual_seed({values.x_start_seed})\n"
-            "x_start = torch.randn(3, 1, 4, 1)\n"
+            "x_start = torch.randn(3, 1, 4, 1, dtype=torch.float32)\n"
             "x_start.shape")
 
 
 def given_bmm(values: GivenValues) -> str:
     return (f"torch.manual_seed({values.bmm_seed})\n"
-            "a = torch.randn(64, 128, 256)   # [batch_size, seq_length, embedding_dim]\n"
-            "b = torch.randn(64, 256, 512)   # [batch_size, embedding_dim, hidden_dim]\n"
-            "x = torch.bmm(a, b)             # first BMM operation")
+            "a = torch.randn(64, 128, 256, dtype=torch.float32)   # [batch_size, seq_length, embedding_dim]\n"
+            "b = torch.randn(64, 256, 512, dtype=torch.float32)   # [batch_size, embedding_dim, hidden_dim]\n"
+            "x = torch.bmm(a, b)                                  # first BMM operation")
 
 
 def given_net_data(values: GivenValues) -> str:

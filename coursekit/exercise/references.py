@@ -18,15 +18,15 @@ from coursekit.exercise.given import GivenValues
 
 @functools.lru_cache(maxsize=8)
 def x_start(seed: int) -> torch.Tensor:
-    return torch.randn(3, 1, 4, 1, generator=torch.Generator().manual_seed(seed))
+    return torch.randn(3, 1, 4, 1, generator=torch.Generator().manual_seed(seed), dtype=torch.float32)
 
 
 @functools.lru_cache(maxsize=2)
 def bmm_factors(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """`a` and `b` as the given cell makes them, in float64."""
     drawn = torch.Generator().manual_seed(seed)
-    a = torch.randn(64, 128, 256, generator=drawn)
-    b = torch.randn(64, 256, 512, generator=drawn)
+    a = torch.randn(64, 128, 256, generator=drawn, dtype=torch.float32)
+    b = torch.randn(64, 256, 512, generator=drawn, dtype=torch.float32)
     return a.to(torch.float64), b.to(torch.float64)
 
 

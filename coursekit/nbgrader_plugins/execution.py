@@ -45,7 +45,8 @@ from coursekit.exercise.checks import (
 )
 from coursekit.exercise.given import SHEET, GivenValues
 from coursekit.exercise.repairs import repair_code
-from coursekit.nbgrader_plugins.given_values import given_values_of
+from coursekit.exercise.given import cell_challenge
+from coursekit.nbgrader_plugins.given_values import challenge_key_of, given_values_of
 from coursekit.nbgrader_plugins.rebuild import STATUS_KEY
 from coursekit.recorder.wire import ANSWER_MIME, CHALLENGE_NAME, MAX_RECORD_CHARS
 from coursekit.sandbox.kernel_manager import SandboxedKernelManager
@@ -152,6 +153,7 @@ class SandboxedExecute(Execute):
         self._oversized_records: set[int] = set()
         self._findings: list[dict] = []
         self._given: GivenValues = given_values_of(resources) or SHEET
+        self._challenge_key = challenge_key_of(resources)
         self._cell_index = -1
         self._traffic = None
         try:
@@ -210,7 +212,10 @@ class SandboxedExecute(Execute):
             cell.outputs = [error_output("NotRun", self._stop_reason)] if utils.is_grade(cell) else []
             return cell
         answer_id = judged_answer(cell)
-        challenge = secrets.randbits(62)
+        # Derived from the course secret and the submission (DrawGivenValues), so grading it again
+        # judges on the same challenge; without DrawGivenValues, a fresh one.
+        challenge = (cell_challenge(key=self._challenge_key, grade_id=answer_id or "") if self._challenge_key
+                     else secrets.randbits(62))
         # The challenge travels in a silent request of its own: it is not in the
         # cell's source, the input history or the test cell's message.
         if answer_id and not await self.run_silently(f"{CHALLENGE_NAME} = {challenge}"):

@@ -2,9 +2,9 @@
 
 DrawGivenValues rewrites the locked cells that give values (coursekit.exercise.given)
 with values drawn for this team and this submission, before any cell runs, and
-hands them to the execution step (SandboxedExecute) through nbgrader's
-resources, never through the notebook: a student's notebook can put anything
-into its metadata. The notebook records them too, and says at the top that it
+hands them, and how to derive each test cell's challenge, to the execution step
+(SandboxedExecute) through nbgrader's resources, never through the notebook: a
+student's notebook can put anything into its metadata. The notebook records them too, and says at the top that it
 was graded on them, for the student and the TA reading it.
 
 Named in nbgrader_config.py, so `coursekit grade`, plain `nbgrader autograde`
@@ -21,10 +21,13 @@ from nbformat import NotebookNode
 from nbgrader.coursedir import CourseDirectory
 from nbgrader.preprocessors import NbGraderPreprocessor
 
-from coursekit.exercise.given import GIVEN_CELLS, GivenValues, course_secret, draw, submission_fingerprint
+from coursekit.exercise.given import (
+    GIVEN_CELLS, GivenValues, course_secret, draw, submission_fingerprint, submission_key,
+)
 from coursekit.nbgrader_plugins.rebuild import STATUS_KEY, grade_id_of
 
 RESOURCES_KEY = "coursekit_given_values"
+CHALLENGES_KEY = "coursekit_challenges"
 NOTICE_CELL_ID = "coursekit-given-values"
 NOTICE = ("**Graded on the grader's own values.** The autograder ran this notebook with its own values for "
           "the given tensors (the seeds of `x_start`, `a` and `b`, and `X`, `y`, `Wq`, `Wk`, `x_words`), so the "
@@ -38,6 +41,12 @@ def given_values_of(resources: dict | None) -> GivenValues | None:
     return value if isinstance(value, GivenValues) else None
 
 
+def challenge_key_of(resources: dict | None) -> bytes | None:
+    """The key this submission's test-cell challenges come from (given.cell_challenge), or None."""
+    value = (resources or {}).get(CHALLENGES_KEY)
+    return value if isinstance(value, bytes) else None
+
+
 class DrawGivenValues(NbGraderPreprocessor):
     """Autograding, first step: the given cells get this run's values (after the sanitizing rebuild)."""
 
@@ -46,7 +55,9 @@ class DrawGivenValues(NbGraderPreprocessor):
         team = str(resources.get("nbgrader", {}).get("student", ""))
         # The rebuilt cells' sources: the release's locked cells and this team's answers.
         fingerprint = submission_fingerprint([str(cell.get("source", "")) for cell in nb.cells])
-        values = draw(secret=course_secret(root), team=team, submission=fingerprint)
+        secret = course_secret(root)
+        values = draw(secret=secret, team=team, submission=fingerprint)
+        resources[CHALLENGES_KEY] = submission_key(secret=secret, team=team, submission=fingerprint + "\0challenges")
         for cell in nb.cells:
             write = GIVEN_CELLS.get(grade_id_of(cell) or "")
             if write is not None:

@@ -12,6 +12,9 @@ import torch
 
 NET_TOKEN_SHAPES = ((4,), (3, 5))
 NET_VOCABULARY = 8
+# Parameters of this size push hidden units far past any bound a wrong activation might have
+# (ReLU6 equals ReLU below 6): the model's equations are tested over a wide range.
+PARAMETER_SCALE = 3.0
 
 
 def generator(challenge: int, purpose: int) -> torch.Generator:
@@ -21,7 +24,7 @@ def generator(challenge: int, purpose: int) -> torch.Generator:
 def fresh_parameters(challenge: int, shapes_and_dtypes: list[tuple[tuple[int, ...], torch.dtype]]) -> list[torch.Tensor]:
     """The values the student's Net gets, in the order of its named_parameters()."""
     drawn = generator(challenge, 1)
-    return [torch.randn(shape, generator=drawn, dtype=dtype) for shape, dtype in shapes_and_dtypes]
+    return [torch.randn(shape, generator=drawn, dtype=dtype) * PARAMETER_SCALE for shape, dtype in shapes_and_dtypes]
 
 
 def net_tokens(challenge: int) -> list[torch.Tensor]:
@@ -31,5 +34,5 @@ def net_tokens(challenge: int) -> list[torch.Tensor]:
 
 def loss_inputs(challenge: int) -> tuple[torch.Tensor, torch.Tensor]:
     drawn = generator(challenge, 3)
-    logits = torch.randn(6, 4, generator=drawn) * 3
+    logits = torch.randn(6, 4, generator=drawn, dtype=torch.float32) * 3  # whatever the kernel's default dtype
     return logits, torch.randint(0, 4, (6,), generator=drawn)

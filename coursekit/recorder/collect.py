@@ -51,7 +51,7 @@ class Recorder:
         if kind in (bool, int, float):
             return describe_number(value, numpy_scalar=False)
         if kind.__module__ == "numpy" and isinstance(value, (numbers.Number, bool)):
-            return describe_number(value.item(), numpy_scalar=True, type_name=kind.__name__)
+            return describe_number(plain_number(value), numpy_scalar=True, type_name=kind.__name__)
         if kind is str:
             return {"kind": "text", "value": value[:MAX_STRING]}
         if kind in (tuple, list, torch.Size) and depth < 3:
@@ -71,9 +71,23 @@ class Recorder:
         values = tensor.detach().cpu()
         if values.dtype in (torch.float16, torch.bfloat16):
             values = values.float()
+        elif travel == "int64" and values.dtype != torch.int64:
+            values = values.to(torch.int64)
         self.tensors[key] = values.contiguous().numpy()
         description["key"] = key
         return description
+
+
+def plain_number(value: Any) -> Any:
+    """A NumPy scalar as Python's bool, int or float (longdouble's own item() keeps it a NumPy number)."""
+    kind = getattr(getattr(value, "dtype", None), "kind", "")
+    if kind == "b":
+        return bool(value)
+    if kind in "iu":
+        return int(value)
+    if kind == "f":
+        return float(value)
+    return value.item()
 
 
 def describe_number(value: Any, *, numpy_scalar: bool, type_name: str | None = None) -> dict:
@@ -117,7 +131,8 @@ def quiet_student_code() -> Iterator[None]:
 def call_student(recorder: Recorder, label: str, function: Callable, *args: Any) -> Any:
     """Call student code; on failure record why, so the judge can say it."""
     try:
-        with quiet_student_code(), torch.random.fork_rng(devices=[]):
+        # No gradients are needed, and a model built under torch.inference_mode() can only run so.
+        with quiet_student_code(), torch.random.fork_rng(devices=[]), torch.no_grad():
             result = function(*args)
     except BaseException as error:  # also SystemExit & co: the record must still be sent
         recorder.failure(label, f"{label} raised {type(error).__name__}: {str(error)[:300]}")
@@ -161,6 +176,9 @@ def record_net(namespace: dict, recorder: Recorder, challenge: int) -> None:
     model = call_student(recorder, "Net()", net_class) if callable(net_class) else None
     if not isinstance(model, nn.Module):
         return
+    if any(isinstance(parameter, nn.parameter.UninitializedParameter) for parameter in model.parameters()):
+        # Lazy layers (nn.LazyLinear) get their parameters at the first call.
+        call_student(Recorder(), "Net() first call", model, challenges.net_tokens(challenge)[0])
     try:
         parameters = list(model.named_parameters())
         fresh = challenges.fresh_parameters(challenge, [(tuple(p.shape), p.dtype) for _, p in parameters[:MAX_ITEMS]])

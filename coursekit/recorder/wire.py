@@ -38,6 +38,8 @@ TRAVEL_DTYPES = {
     "torch.float32": "float32", "torch.float64": "float64", "torch.float16": "float32",
     "torch.bfloat16": "float32", "torch.int64": "int64", "torch.int32": "int32", "torch.int16": "int16",
     "torch.int8": "int8", "torch.uint8": "uint8", "torch.bool": "bool",
+    # Sent as int64 (the recorder converts them): safetensors and the judge need no more integer types.
+    "torch.uint16": "int64", "torch.uint32": "int64", "torch.uint64": "int64",
 }
 
 

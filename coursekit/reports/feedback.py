@@ -42,8 +42,11 @@ ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 CELL_FRAME = re.compile(r"^\s*(?:Cell In ?\[(\d+)\], line (\d+)|Input In ?\[(\d+)\], in <cell line: (\d+)>)")
 # "File /path/module.py:42, in function(...)" (IPython 8) or '  File "/path/module.py", line 42' (plain Python).
 FILE_FRAME = re.compile(r'^\s*File "?([^",]+?)"?(?::(\d+)|, line (\d+))')
-# A context line of a frame: "      3 code" or "----> 3 code".
-CONTEXT_LINE = re.compile(r"^\s*(?:-*>)?\s*(\d+)(?: (.*))?$")
+# A context line of a frame: "      3 code" or "----> 3 code". Possessive quantifiers: with plain ones a
+# student's line of spaces (no digit after them) backtracks quadratically (40,000 spaces: 20 s).
+CONTEXT_LINE = re.compile(r"^\s*+(?:-*+>)?\s*+(\d+)(?: (.*))?$")
+# A traceback line is matched on its start only: no frame header or context line is longer.
+MATCHED_PREFIX = 500
 # This kit's own modules (the hidden checks among them), wherever the sandbox mounts them.
 KIT_PATH = re.compile(r"(?:^|[/\\])coursekit[/\\][^/\\]+\.py$")
 HIDDEN_FRAMES_NOTE = "[the hidden tests' code is not shown]"
@@ -51,6 +54,11 @@ HIDDEN_FRAMES_NOTE = "[the hidden tests' code is not shown]"
 
 def plain(text: str) -> str:
     return ANSI_ESCAPE.sub("", text)
+
+
+def start_of(line: str) -> str:
+    """What the traceback patterns look at: the line's first MATCHED_PREFIX characters, without colours."""
+    return plain(line[: MATCHED_PREFIX * 4])[:MATCHED_PREFIX]
 
 
 def hidden_line_numbers(source: str, *, begin: str, end: str) -> frozenset[int]:
@@ -138,8 +146,8 @@ def cut_printed_traceback(text: str, regions: HiddenRegions) -> str:
     lines = text.split("\n")
     kept: list[str] = []
     for number, line in enumerate(lines):
-        previous = PRINTED_LOCATION.match(plain(lines[number - 1])) if number else None
-        location = PRINTED_LOCATION.match(plain(line))
+        previous = PRINTED_LOCATION.match(start_of(lines[number - 1])) if number else None
+        location = PRINTED_LOCATION.match(start_of(line))
         if location and location.group("frame") and KIT_PATH.search(location.group("frame")):
             kept.append(HIDDEN_FRAMES_NOTE)
             continue
@@ -153,7 +161,7 @@ def cut_printed_traceback(text: str, regions: HiddenRegions) -> str:
 def cut_frame(entry: str, regions: HiddenRegions) -> str | None:
     """The traceback entry without hidden lines, or None when the whole frame is hidden."""
     lines = entry.split("\n")
-    header = plain(lines[0])
+    header = start_of(lines[0])
     file_frame = FILE_FRAME.match(header)
     if file_frame:
         return None if KIT_PATH.search(file_frame.group(1).strip()) else entry
@@ -164,7 +172,7 @@ def cut_frame(entry: str, regions: HiddenRegions) -> str | None:
     failing_line = int(cell_frame.group(2) or cell_frame.group(4))
     kept = [lines[0]]
     for line in lines[1:]:
-        context = CONTEXT_LINE.match(plain(line))
+        context = CONTEXT_LINE.match(start_of(line))
         if context is None:
             kept.append(line)
             continue
