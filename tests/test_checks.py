@@ -316,3 +316,23 @@ def test_float32_and_float64_right_answers_pass_on_any_draw(team):
                  var_scores_scaled=(scores / 2).var().item(), Q=words @ Wk, K=words @ Wq)
     for cell in ("attention_qk", "attention_variance", "attention_softmax"):
         assert checks.grade_namespace(cell, wrong, points=1, given=drawn).score == 0, cell
+
+
+def test_an_activation_that_differs_only_for_large_inputs_is_caught_on_every_challenge():
+    """ReLU6 equals ReLU below 6: the challenge's weights reach far past that, whatever the challenge."""
+    class Relu6(RightNet):
+        def forward(self, tokens):
+            return self.U(torch.nn.functional.relu6(self.W(self.E(tokens))))
+
+    assert {score("net_model", {"Net": Relu6}, 12, challenge) for challenge in range(1, 60)} == {4.0}
+
+
+def test_the_challenge_of_a_submission_is_fixed_and_differs_by_cell_and_submission():
+    from coursekit.exercise.given import cell_challenge, submission_key
+
+    key = submission_key(secret=b"k" * 32, team="alice", submission="s")
+    assert cell_challenge(key=key, grade_id="net_model") == cell_challenge(key=key, grade_id="net_model")
+    assert cell_challenge(key=key, grade_id="net_model") != cell_challenge(key=key, grade_id="net_loss")
+    other = submission_key(secret=b"k" * 32, team="alice", submission="t")
+    assert cell_challenge(key=other, grade_id="net_model") != cell_challenge(key=key, grade_id="net_model")
+    assert 0 <= cell_challenge(key=key, grade_id="net_model") < 2 ** 62

@@ -71,3 +71,28 @@ def test_code_too_long_to_highlight_is_shown_as_escaped_text():
     page, _ = FeedbackHTMLExporter().from_notebook_node(notebook)
     assert "1 + 1 + 1" in page and "&lt;script&gt;alert(1)" in page and "<script>alert(1)" not in page
     assert '<span class="n">y</span>' in page  # short cells are still highlighted
+
+
+def test_a_page_renders_a_bounded_amount_of_student_code_and_output():
+    """Many cells just under the highlight limit, coloured text and markdown outputs: each page renders at
+    most RENDER_BUDGET characters of them, the rest is plain text, so it stays a page of few elements."""
+    import re
+
+    import nbformat
+
+    from coursekit.reports.feedback_exporter import ELEMENT_BUDGET, RENDER_BUDGET, FeedbackHTMLExporter
+
+    cells = [nbformat.v4.new_code_cell("a;" * 9_995) for _ in range(40)]
+    coloured = nbformat.v4.new_code_cell("print()", outputs=[nbformat.v4.new_output(
+        "stream", name="stdout", text="\x1b[1;31ma\x1b[0;32mb" * 100_000)])
+    markdown = nbformat.v4.new_code_cell("show()", outputs=[nbformat.v4.new_output(
+        "display_data", data={"text/markdown": "*a*" * 2_663}) for _ in range(150)])
+    notebook = nbformat.v4.new_notebook(cells=[*cells, coloured, markdown, nbformat.v4.new_code_cell("y = 2")])
+    exporter = FeedbackHTMLExporter()
+    page, _ = exporter.from_notebook_node(notebook)
+    elements = len(re.findall(r"<[a-zA-Z]", page))
+    assert elements < ELEMENT_BUDGET + 5_000, elements  # the page's own elements: ~100 per cell
+    assert page.count("a;a;a;") >= 40 and page.count("<em>a</em>") < RENDER_BUDGET // 3  # all there, little rendered
+    assert "\x1b" not in page and "ab" * 100 in page
+    again, _ = exporter.from_notebook_node(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("y = 2")]))
+    assert '<span class="n">y</span>' in again  # every page has its own budget

@@ -129,3 +129,15 @@ def test_an_answer_too_long_to_render_is_plain_text_and_cheap():
     assert clean_markdown("word " * (MARKDOWN_RENDER_LIMIT // 5)) == "word " * (MARKDOWN_RENDER_LIMIT // 5)
     script = "<script>alert(1)</script>" + "a" * MARKDOWN_RENDER_LIMIT
     assert "```text\n<script>" in clean_markdown(script) and renders_safely(clean_markdown(script))
+
+
+def test_a_notebooks_rich_outputs_are_bounded_together():
+    from coursekit.nbgrader_plugins.preprocessors import RICH_OUTPUT_BUDGET
+
+    outputs = [nbformat.v4.new_output("display_data", data={"text/html": "<i>a</i>" * 10_000, "text/plain": "<HTML>"})
+               for _ in range(20)]
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("show()", outputs=outputs)])
+    cleaned, _ = SanitizeStudentContent().preprocess(notebook, {})
+    kept = [output for output in cleaned.cells[0].outputs if "text/html" in output.data]
+    assert len(kept) == RICH_OUTPUT_BUDGET // 80_000
+    assert all(output.data["text/plain"] == "<HTML>" for output in cleaned.cells[0].outputs)

@@ -36,3 +36,19 @@ def test_unreadable_notebooks_give_a_clear_error(tmp_path):
     broken.write_text("{not json")
     with pytest.raises(CourseKitError, match="not a readable notebook"):
         read_notebook(broken)
+
+
+def test_the_rebuild_takes_over_a_bounded_number_of_added_cells(release):
+    """Scratch cells run where the students put them; thousands of them do not all reach the grader."""
+    import copy
+
+    import nbformat
+
+    from coursekit.nbgrader_plugins.rebuild import MAX_ADDED_CELLS, rebuild
+
+    submission = copy.deepcopy(release)
+    submission.cells[5:5] = [nbformat.v4.new_code_cell(f"scratch = {number}") for number in range(MAX_ADDED_CELLS + 30)]
+    rebuilt, notes = rebuild(submission=submission, release=release)
+    assert notes.added_cells == MAX_ADDED_CELLS and notes.left_out_cells == 30
+    assert len(rebuilt.cells) == len(release.cells) + MAX_ADDED_CELLS
+    assert "scratch = 0" in [cell.source for cell in rebuilt.cells]

@@ -47,6 +47,10 @@ PASSED_THROUGH_TYPES = frozenset({"text/plain", "text/latex", "application/json"
 SANITIZED_TYPES = {"text/html": clean_html, "image/svg+xml": clean_svg, "text/markdown": clean_markdown}
 UNSHOWABLE_ANSWER = "*(coursekit: this answer could not be made safe to show; read it in the submitted notebook.)*"
 DISPLAY_OUTPUTS = frozenset({"display_data", "execute_result"})
+# HTML, SVG and markdown outputs are sanitized, rendered and parsed again by every page that shows them:
+# a notebook's outputs may bring at most this much of them; beyond it they show as their plain text.
+RICH_OUTPUT_BUDGET = 500_000
+RICH_OUTPUT_DROPPED = "[coursekit: an HTML, SVG or markdown output past the notebook's {:,} characters of them is not shown]"
 TEXT_OUTPUTS = frozenset({"stream", "error"})  # always escaped when shown
 
 
@@ -63,11 +67,14 @@ class SanitizeStudentContent(NbGraderPreprocessor):
     def preprocess(self, nb: NotebookNode, resources: ResourcesDict):
         # Widget state makes nbconvert's pages load the widget manager's scripts.
         nb.metadata.pop("widgets", None)
+        self.rich_output_left = [RICH_OUTPUT_BUDGET]
         return super().preprocess(nb, resources)
 
     def preprocess_cell(self, cell: NotebookNode, resources: ResourcesDict, index: int):
         if cell.cell_type == "code":
-            cell.outputs = [safe for output in cell.get("outputs", []) if (safe := safe_output(output)) is not None]
+            budget = getattr(self, "rich_output_left", [RICH_OUTPUT_BUDGET])
+            cell.outputs = [safe for output in cell.get("outputs", [])
+                            if (safe := safe_output(output, rich_budget=budget)) is not None]
         elif not is_locked(cell):
             if cell.cell_type == "markdown":
                 try:
@@ -87,8 +94,11 @@ def is_locked(cell: NotebookNode) -> bool:
     return isinstance(nbgrader, dict) and nbgrader.get("locked") is True
 
 
-def safe_output(output: NotebookNode) -> NotebookNode | None:
-    """The output with only safe, sanitized data, or None when nothing of it is safe to show."""
+def safe_output(output: NotebookNode, *, rich_budget: list[int] | None = None) -> NotebookNode | None:
+    """The output with only safe, sanitized data, or None when nothing of it is safe to show.
+
+    `rich_budget`: what is left of the notebook's RICH_OUTPUT_BUDGET (a one-item list, spent here).
+    """
     output_type = output.get("output_type")
     if output_type in TEXT_OUTPUTS:
         return output
@@ -102,6 +112,12 @@ def safe_output(output: NotebookNode) -> NotebookNode | None:
         if mime_type in PASSED_THROUGH_TYPES:
             data[mime_type] = text
         elif mime_type in SANITIZED_TYPES:
+            if rich_budget is not None:
+                if len(text) > rich_budget[0]:
+                    rich_budget[0] = 0
+                    data.setdefault("text/plain", RICH_OUTPUT_DROPPED.format(RICH_OUTPUT_BUDGET))
+                    continue
+                rich_budget[0] -= len(text)
             try:
                 data[mime_type] = SANITIZED_TYPES[mime_type](text)
             except Exception:  # noqa: BLE001 - what cannot be sanitized is not shown; grading goes on

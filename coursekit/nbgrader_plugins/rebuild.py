@@ -32,6 +32,10 @@ CELL_ID = re.compile(r"[a-zA-Z0-9_-]{1,64}")  # nbformat 4.5's cell ids
 # nbgrader metadata, recognised by its instruction.
 TEAM_MEMBERS_MARKER = "team members"
 TEAM_MEMBERS_KEY = "team_members"
+# Code cells a student added are run where they were; past these (scratch work is a few dozen cells) the
+# rest is left out, so that a notebook of thousands of cells cannot make pages of millions of elements.
+MAX_ADDED_CELLS = 200
+MAX_ADDED_CHARACTERS = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,7 @@ class RebuildNotes:
     duplicated_answers: tuple[str, ...]
     added_cells: int
     team_members: str = ""            # the names the students wrote, see names_in
+    left_out_cells: int = 0           # added code cells past MAX_ADDED_CELLS / MAX_ADDED_CHARACTERS
 
 
 def metadata_of(cell: NotebookNode) -> dict:
@@ -159,6 +164,7 @@ def rebuild(*, submission: NotebookNode | None, release: NotebookNode) -> tuple[
     # recognised cell before them, so their code still runs where it did.
     attached: dict[str | None, list[str]] = {}
     anchor: str | None = None
+    taken, characters, left_out = 0, 0, 0
     for index, cell in enumerate(student_cells):
         cell_id = grade_id_of(cell)
         if index in answer_at:
@@ -166,6 +172,10 @@ def rebuild(*, submission: NotebookNode | None, release: NotebookNode) -> tuple[
         elif cell_id in release_ids:
             anchor = cell_id
         elif cell.get("cell_type") == "code" and source_of(cell).strip() and source_of(cell).strip() not in release_sources:
+            if taken >= MAX_ADDED_CELLS or characters + len(source_of(cell)) > MAX_ADDED_CHARACTERS:
+                left_out += 1
+                continue
+            taken, characters = taken + 1, characters + len(source_of(cell))
             attached.setdefault(anchor, []).append(source_of(cell))
 
     # The names are the one free text kept besides the answers: TAs and feedback show who wrote it.
@@ -188,7 +198,7 @@ def rebuild(*, submission: NotebookNode | None, release: NotebookNode) -> tuple[
         rebuilt.cells.insert(0, nbformat.v4.new_code_cell(source))
     added = sum(len(sources) for sources in attached.values())
     members = names_in(source_of(student_cells[team_cell[1]])) if team_cell is not None else ""
-    notes = RebuildNotes(tuple(missing), tuple(duplicated), added, members)
+    notes = RebuildNotes(tuple(missing), tuple(duplicated), added, members, left_out)
     return rebuilt, notes
 
 
@@ -216,6 +226,9 @@ class RebuildFromRelease(NbGraderPreprocessor):
             "duplicated_answers": list(notes.duplicated_answers),
             "added_cells": notes.added_cells,
             TEAM_MEMBERS_KEY: notes.team_members,
+            "findings": [{"cell": "notebook", "explanation": f"{notes.left_out_cells} code cells the students added "
+                          f"were not run: past {MAX_ADDED_CELLS} added cells or {MAX_ADDED_CHARACTERS:,} characters "
+                          "of them; read them in the submitted notebook"}] if notes.left_out_cells else [],
         }
         for cell_id in notes.missing_answers:
             self.log.warning("Answer cell %s not found in the submission; graded as unanswered", cell_id)

@@ -26,9 +26,10 @@ from html import escape
 from typing import Any
 
 from bs4 import BeautifulSoup
-from jinja2 import FileSystemBytecodeCache
+from jinja2 import FileSystemBytecodeCache, pass_context
 from nbconvert.exporters.html import HTMLExporter
 from nbconvert.exporters.templateexporter import TemplateExporter
+from nbconvert.filters.ansi import ansi2html, strip_ansi
 from nbconvert.filters.highlight import Highlight2HTML
 from nbconvert.filters.widgetsdatatypefilter import WidgetsDataTypeFilter
 from nbformat import NotebookNode
@@ -36,19 +37,50 @@ from nbformat import NotebookNode
 from coursekit.reports.math import inline_katex
 
 MISSING_ALT_TEXT = "No description has been provided for this image"
-# Highlighting costs about a millisecond per token of code (pygments' spans, then every later pass over
-# the page): a student's cell of megabytes would keep a grading worker busy for an hour. Longer cells
-# are shown as plain text; no cell of this exercise comes near it.
+# Highlighting code, rendering markdown and turning coloured text into HTML cost time (about a
+# millisecond per highlighted token; nbconvert's ansi2html is quadratic in a text's length) and make
+# page elements every later pass handles: a student's cells and outputs of megabytes would keep a
+# grading worker busy for an hour and make pages of millions of elements. So each page renders at most
+# RENDER_BUDGET characters of them into at most ELEMENT_BUDGET elements, and no single text over its
+# limit; the rest is shown as plain, escaped text. An honest notebook renders ~60,000 characters into
+# ~4,000 elements.
+RENDER_BUDGET = 200_000
+ELEMENT_BUDGET = 20_000
 HIGHLIGHT_LIMIT = 20_000
+COLOURED_TEXT_LIMIT = 50_000
+
+
+class RenderBudget:
+    """What is left of one page's RENDER_BUDGET and ELEMENT_BUDGET."""
+
+    def __init__(self) -> None:
+        self.characters, self.elements = RENDER_BUDGET, ELEMENT_BUDGET
+
+    def render(self, text: str, limit: int, make, fallback) -> str:
+        """make(text) if the budget allows it and the result's elements fit, else fallback(text)."""
+        if len(text) > limit or len(text) > self.characters or self.elements <= 0:
+            return fallback(text)
+        self.characters -= len(text)
+        rendered = make(text)
+        elements = rendered.count("<") - rendered.count("</")
+        if elements > self.elements:
+            self.elements = 0
+            return fallback(text)
+        self.elements -= elements
+        return rendered
+
+
+def plain_block(text: str) -> str:
+    return f"<pre>{escape(text)}</pre>"
 
 
 class BoundedHighlight(Highlight2HTML):
-    """nbconvert's code highlighting, for cells up to HIGHLIGHT_LIMIT characters; longer ones as plain text."""
+    """nbconvert's code highlighting within the page's render budget; other code as plain text."""
 
     def __call__(self, source, language=None, metadata=None):
-        if len(source) > HIGHLIGHT_LIMIT:
-            return f"<div class=\"highlight\"><pre>{escape(source)}</pre></div>"
-        return super().__call__(source, language, metadata)
+        budget = getattr(self.parent, "render_budget", None) or RenderBudget()
+        return budget.render(source, HIGHLIGHT_LIMIT, lambda text: super(BoundedHighlight, self).__call__(
+            text, language, metadata), lambda text: f"<div class=\"highlight\">{plain_block(text)}</div>")
 
 
 # Code, outputs and text wrap at the page's width; tables and wide images scroll in their own box.
@@ -75,10 +107,21 @@ class FeedbackHTMLExporter(HTMLExporter):
     """nbconvert's HTMLExporter with a cheaper search for the elements it marks, cached compiled templates
     and bounded code highlighting."""
 
+    render_budget = RenderBudget()
+
     def _create_environment(self):
         environment = super()._create_environment()
         environment.bytecode_cache = FileSystemBytecodeCache()
         return environment
+
+    @pass_context
+    def markdown2html(self, context, source):
+        return self.render_budget.render(source, RENDER_BUDGET, lambda text: super(FeedbackHTMLExporter, self)
+                                         .markdown2html(context, text), plain_block)
+
+    def bounded_ansi2html(self, text: str) -> str:
+        # The plain form goes inside the template's own <pre>.
+        return self.render_budget.render(text, COLOURED_TEXT_LIMIT, ansi2html, lambda text: escape(strip_ansi(text)))
 
     def from_notebook_node(self, nb: NotebookNode, resources: dict[str, Any] | None = None,
                            **kw: Any) -> tuple[str, dict[str, Any]]:
@@ -87,6 +130,8 @@ class FeedbackHTMLExporter(HTMLExporter):
         lexer = langinfo.get("pygments_lexer", langinfo.get("name", None))
         highlight_code = self.filters.get("highlight_code", BoundedHighlight(pygments_lexer=lexer, parent=self))
         resources = self._init_resources(resources)
+        self.render_budget = RenderBudget()
+        self.register_filter("ansi2html", self.bounded_ansi2html)
         filter_data_type = WidgetsDataTypeFilter(notebook_metadata=self._nb_metadata, parent=self,
                                                  resources=resources)
         self.register_filter("highlight_code", highlight_code)

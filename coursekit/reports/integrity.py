@@ -39,6 +39,8 @@ PARSE_ERRORS = (SyntaxError, ValueError, RecursionError, MemoryError)
 # JSON of tiny objects takes ~25 times its size in memory: 8 MiB stays far below a gigabyte.
 SCAN_SIZE_LIMIT = 8 * 1024 * 1024
 CELL_SIZE_LIMIT = 200_000
+# All the code of one notebook the scan parses; the exercise's code is a few thousand characters.
+NOTEBOOK_CODE_LIMIT = 1_000_000
 LINE_SIZE_LIMIT = 2_000
 SCAN_SECONDS = 30.0
 
@@ -246,6 +248,15 @@ def scan_cells(cells: list[dict], trusted_sources: frozenset[str] | None, findin
                deadline: Deadline) -> None:
     code_cells = [(label_of(cell, position), cell) for position, cell in enumerate(cells, start=1)
                   if cell.get("cell_type") == "code"]
+    read, kept = 0, []
+    for label, cell in code_cells:
+        read += sum(len(text) + 1 for text in lines_of(cell))
+        if read > NOTEBOOK_CODE_LIMIT:
+            findings.append(Finding(NOT_SCANNED, label, 0, "", f"past the {NOTEBOOK_CODE_LIMIT:,} characters of code the "
+                                    "scan reads per notebook; this cell and the ones after it were not scanned"))
+            break
+        kept.append((label, cell))
+    code_cells = kept
     # Imports of any cell, locked ones included, are visible to all later cells.
     aliases = imported_names([lines_of(cell) for _, cell in code_cells], deadline=deadline)
     for label, cell in code_cells:
@@ -331,8 +342,13 @@ def parse(python: str) -> ast.Module:
 
 
 def imported_names(cells: list[list[str]], *, deadline: Deadline | None = None) -> dict[str, str]:
-    """Local name -> what it refers to, e.g. {"F": "torch.nn.functional", "T": "torch.Tensor"}."""
-    trees = []
+    """Local name -> what it refers to, e.g. {"F": "torch.nn.functional", "T": "torch.Tensor"}.
+
+    Each cell's tree is read once and dropped: only its imports and name-to-name assignments are kept
+    (a notebook's trees all at once took over a gigabyte for 8 MiB of code).
+    """
+    imports: list[ast.Import | ast.ImportFrom] = []
+    assignments: list[tuple[str, ast.AST]] = []
     for lines in cells:
         if deadline is not None:
             deadline.check()
@@ -340,30 +356,34 @@ def imported_names(cells: list[list[str]], *, deadline: Deadline | None = None) 
         if python is None or len(python) > CELL_SIZE_LIMIT:
             continue
         try:
-            trees.append(parse(python))
+            tree = parse(python)
         except PARSE_ERRORS:
             continue  # reported when the cell itself is scanned
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                imports.append(node)
+            elif (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)
+                  and isinstance(node.value, (ast.Name, ast.Attribute))):
+                assignments.append((node.targets[0].id, node.value))
+        del tree
     aliases = {}
-    for tree in trees:
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Import):
-                for alias in node.names:
-                    if alias.asname:
-                        aliases[alias.asname] = alias.name
-                    else:
-                        root = alias.name.split(".")[0]
-                        aliases[root] = root
-            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-                for alias in node.names:
-                    if alias.name != "*":
-                        aliases[alias.asname or alias.name] = f"{node.module}.{alias.name}"
+    for node in imports:
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.asname:
+                    aliases[alias.asname] = alias.name
+                else:
+                    root = alias.name.split(".")[0]
+                    aliases[root] = root
+        elif node.module and not node.level:
+            for alias in node.names:
+                if alias.name != "*":
+                    aliases[alias.asname or alias.name] = f"{node.module}.{alias.name}"
     # `T = torch.Tensor` makes T one more name for the library class, so `T.__eq__ = ...` is a patch.
-    for tree in trees:
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
-                target = qualified_name(node.value, aliases)
-                if target is not None and isinstance(node.value, (ast.Name, ast.Attribute)):
-                    aliases[node.targets[0].id] = target
+    for name, value in assignments:
+        target = qualified_name(value, aliases)
+        if target is not None:
+            aliases[name] = target
     return aliases
 
 
