@@ -20,7 +20,7 @@ from multiprocessing.connection import Connection
 from coursekit.engine import forking
 from coursekit.engine.bundle import CourseBundle
 from coursekit.engine.unit import TeamOutcome, TeamWork
-from coursekit.engine.worker import share_fork_server
+from coursekit.engine.worker import preimport, share_fork_server
 from coursekit.errors import CourseKitError
 from coursekit.statuses import GradingStatus
 
@@ -81,8 +81,10 @@ class LocalExecutor:
 
             # Built here once (or found from an earlier run), copied by every worker.
             WorkerCourse(bundle=bundle, workspace=self.prototypes)
-        # One fork server for all workers: they are forked after it started.
+        # One fork server for all workers: they are forked after it started, and after what
+        # they import is imported.
         share_fork_server()
+        preimport()
         pool = [start_worker(self.prototypes) for _ in range(min(self.workers, len(queue)))]
         try:
             while queue or any(worker.work for worker in pool):

@@ -1,10 +1,13 @@
 """A grading worker: builds its own course from a bundle once, then grades team after team.
 
-The worker process has nbgrader imported and keeps one fork server (warm
-kernels with torch imported) for its whole life; each nbgrader command runs
-in a fork of it (coursekit.engine.forking), against the worker's private
-course folder and SQLite gradebook. Nothing is shared with other workers or
-with the course being graded: results leave as TeamOutcome records.
+The worker process keeps, per course version, a private copy of the course
+(built once with `nbgrader generate_assignment`, or copied from a prototype
+built once per bundle) and a TeamGrader (coursekit.engine.team_grader) that
+runs nbgrader's own autograde and feedback steps on each team's notebook in
+memory, against the worker's own gradebook in memory. Kernels come from one
+fork server (warm, torch imported) for the worker's whole life. Nothing is
+shared with other workers or with the course being graded: results leave as
+TeamOutcome records.
 
 The same loop serves a local worker (forked by coursekit.engine.local) and a
 Dask worker's grading service (`python -m coursekit.engine.worker`, started by
@@ -12,6 +15,8 @@ coursekit.engine.dask_executor), so both grade exactly alike.
 """
 from __future__ import annotations
 
+import dataclasses
+import logging
 import os
 import shutil
 import socket
@@ -23,16 +28,16 @@ from pathlib import Path
 
 from coursekit.engine.bundle import CourseBundle
 from coursekit.engine.fast_gradebook import create_gradebook
-from coursekit.course import (ASSIGNMENT_ID, AUTOGRADED, FEEDBACK, NOTEBOOK_NAME, SUBMITTED, autograded_notebook,
-                              feedback_page, team_folder)
-from coursekit.engine.unit import CommentRow, GradeRow, TeamOutcome, TeamWork
+from coursekit.course import ASSIGNMENT_ID
+from coursekit.engine.unit import TeamOutcome, TeamWork
 from coursekit.errors import CourseKitError
 
 PROTOTYPE_KEY_FILE = ".coursekit-bundle"
+GRADEBOOK_FILE = "gradebook.db"
 
 
 class WorkerCourse:
-    """The worker's private copy of a course, built from a bundle."""
+    """The worker's private copy of a course, built from a bundle, and the grader that works in it."""
 
     def __init__(self, *, bundle: CourseBundle, workspace: Path, prototypes: Path | None = None) -> None:
         """The course of `bundle` in `workspace`: copied from a built one in `prototypes` if there is
@@ -43,8 +48,10 @@ class WorkerCourse:
             raise CourseKitError(f"this worker runs coursekit {coursekit.__version__} but the course was bundled by "
                                  f"{bundle.kit_version}; install the same kit on every worker.")
         self.bundle = bundle
+        self.workspace = workspace
         self.root = workspace / bundle.key[:16]
-        self.database = f"sqlite:///{self.root / 'gradebook.db'}"
+        self.database = f"sqlite:///{self.root / GRADEBOOK_FILE}"
+        self._grader = None
         if is_built(self.root, bundle):
             return
         shutil.rmtree(self.root, ignore_errors=True)
@@ -55,66 +62,35 @@ class WorkerCourse:
         self.root.mkdir(parents=True)
         bundle.write(self.root)
         create_gradebook(db_url=self.database)
-        self.nbgrader("generate_assignment", "--force")
+        self.generate_assignment()
         (self.root / PROTOTYPE_KEY_FILE).write_text(bundle.key)
 
-    def nbgrader(self, command: str, *arguments: str) -> None:
+    def generate_assignment(self) -> None:
         from coursekit.engine import forking
         from coursekit.engine.grading import nbgrader_in_fork
 
         # The course's own db_url (PostgreSQL, say) and root are the course's, never a worker's.
-        run = nbgrader_in_fork(self.root, command, ASSIGNMENT_ID, *arguments,
+        run = nbgrader_in_fork(self.root, "generate_assignment", ASSIGNMENT_ID, "--force",
                                f"--CourseDirectory.db_url={self.database}", f"--CourseDirectory.root={self.root}")
         with open(self.root / "nbgrader.log", "a") as log:
             log.write(run.stdout + run.stderr)
         if run.returncode == forking.SANDBOX_UNAVAILABLE_EXIT:
             raise CourseKitError(run.stderr.strip().splitlines()[-1].removeprefix("coursekit: "))
-        if run.returncode != 0 and command == "generate_assignment":
+        if run.returncode != 0:
             raise CourseKitError(f"nbgrader generate_assignment failed on {socket.gethostname()}:\n"
                                  f"{run.stderr[-2000:]}")
 
-    def grade(self, work: TeamWork) -> TeamOutcome:
-        started = time.monotonic()
-        team = work.team_id
-        folders = [team_folder(self.root, step, team).parent for step in (SUBMITTED, AUTOGRADED, FEEDBACK)]
-        for folder in folders:
-            shutil.rmtree(folder, ignore_errors=True)
-        try:
-            work.write(team_folder(self.root, SUBMITTED, team))
-            self.nbgrader("autograde", f"--student={team}", "--force")
-            self.nbgrader("generate_feedback", f"--student={team}", "--force")
-            return self.outcome(team, seconds=time.monotonic() - started)
-        finally:
-            for folder in folders:
-                shutil.rmtree(folder, ignore_errors=True)
+    def grader(self, log: logging.Logger):
+        if self._grader is None:
+            from coursekit.engine.team_grader import TeamGrader
 
-    def outcome(self, team: str, *, seconds: float) -> TeamOutcome:
-        from nbgrader.api import Gradebook, MissingEntry
+            self._grader = TeamGrader(course_root=self.root, gradebook_file=self.root / GRADEBOOK_FILE,
+                                      workspace=self.workspace / "work", log=log)
+        return self._grader
 
-        from coursekit.engine.grading import grading_status
-
-        status, reason = grading_status(self.root, team)
-        grades: tuple[GradeRow, ...] = ()
-        comments: tuple[CommentRow, ...] = ()
-        timestamp = None
-        with Gradebook(self.database) as gradebook:
-            try:
-                notebook = gradebook.find_submission_notebook(NOTEBOOK_NAME, ASSIGNMENT_ID, team)
-                timestamp = notebook.assignment.timestamp
-                grades = tuple(GradeRow(grade.name, grade.auto_score, float(grade.max_score),
-                                        bool(grade.needs_manual_grade)) for grade in notebook.grades)
-                comments = tuple(CommentRow(comment.name, comment.auto_comment) for comment in notebook.comments)
-                # Only the auto columns ever leave the worker; a stale row must not grade a later run.
-                gradebook.remove_submission(ASSIGNMENT_ID, team)
-            except MissingEntry:
-                pass
-        return TeamOutcome(
-            team_id=team, status=status, reason=reason,
-            autograded_notebook=read_or_none(autograded_notebook(self.root, team)),
-            feedback_page=read_or_none(feedback_page(self.root, team)),
-            timestamp=timestamp.isoformat() if timestamp else None,
-            grades=grades, comments=comments, seconds=seconds,
-            worker=f"{socket.gethostname()}:{os.getpid()}")
+    def close(self) -> None:
+        if self._grader is not None:
+            self._grader.close()
 
 
 def is_built(course_root: Path, bundle: CourseBundle) -> bool:
@@ -122,15 +98,8 @@ def is_built(course_root: Path, bundle: CourseBundle) -> bool:
     return key_file.exists() and key_file.read_text() == bundle.key
 
 
-def read_or_none(path: Path) -> bytes | None:
-    try:
-        return path.read_bytes()
-    except OSError:
-        return None
-
-
 class Worker:
-    """One worker process's state: its workspace, its courses by bundle, its fork server."""
+    """One worker process's state: its workspace, its courses by bundle, its log, its fork server."""
 
     def __init__(self, *, prototypes: Path | None = None) -> None:
         from coursekit.engine.grading import ensure_tools_on_path
@@ -139,18 +108,30 @@ class Worker:
         self.workspace = Path(tempfile.mkdtemp(prefix="coursekit-worker-"))
         self.prototypes = prototypes
         self.courses: dict[str, WorkerCourse] = {}
+        self.name = f"{socket.gethostname()}:{os.getpid()}"
+        self.log_file = self.workspace / "worker.log"
+        self.log = logging.getLogger(f"coursekit.worker.{os.getpid()}")
+        self.log.propagate = False
+        self.log.setLevel(logging.INFO)
+        handler = logging.FileHandler(self.log_file)
+        handler.setFormatter(logging.Formatter("[%(asctime)s %(levelname)s] %(message)s"))
+        self.log.addHandler(handler)
         share_fork_server()
 
     def grade(self, bundle: CourseBundle, work: TeamWork) -> TeamOutcome:
+        started = time.monotonic()
         course = self.courses.get(bundle.key)
         if course is None:
             course = WorkerCourse(bundle=bundle, workspace=self.workspace, prototypes=self.prototypes)
             self.courses[bundle.key] = course
-        return course.grade(work)
+        outcome = course.grader(self.log).grade(work, worker=self.name)
+        return dataclasses.replace(outcome, seconds=time.monotonic() - started)
 
     def close(self) -> None:
         from coursekit.sandbox.fork_server import ForkServer
 
+        for course in self.courses.values():
+            course.close()
         ForkServer.stop_if_started_here()
         shutil.rmtree(self.workspace, ignore_errors=True)
 
@@ -169,12 +150,15 @@ def share_fork_server() -> None:
 
 def serve(connection: Connection, *, prototypes: Path | None = None) -> None:
     """Grade what arrives on `connection` until it says stop or closes."""
-    # Imported once here, before any fork, rather than once per nbgrader command.
-    import nbgrader.apps.nbgraderapp  # noqa: F401
-
-    from coursekit.nbgrader_plugins import execution, preprocessors, rebuild  # noqa: F401 (named in nbgrader_config.py)
-
+    preimport()
     worker = Worker(prototypes=prototypes)
+    # What kernels print on their raw output and whatever a library says goes to the worker's log
+    # (as it went to nbgrader's log), not over the command's progress line.
+    with open(worker.log_file, "ab", buffering=0) as log:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
     try:
         while True:
             try:
@@ -191,6 +175,16 @@ def serve(connection: Connection, *, prototypes: Path | None = None) -> None:
             connection.send(reply)
     finally:
         worker.close()
+
+
+def preimport() -> None:
+    """What grading a team imports, imported once: before local workers are forked, it is shared by all."""
+    import nbgrader.converters  # noqa: F401
+    import nbconvert.exporters.html  # noqa: F401
+
+    from coursekit.engine import team_grader  # noqa: F401
+    from coursekit.nbgrader_plugins import execution, keep_reviews, preprocessors, rebuild  # noqa: F401 (named in nbgrader_config.py)
+    from coursekit.reports import feedback, feedback_exporter  # noqa: F401 (named in nbgrader_config.py)
 
 
 def main() -> None:

@@ -79,6 +79,7 @@ def write_grades(*, course_root: Path, gradebook: Gradebook, outcome: TeamOutcom
         grade.needs_manual_grade = row.needs_manual_grade and not (reviewed and unchanged)
     for row in outcome.comments:
         gradebook.find_comment(row.name, NOTEBOOK_NAME, ASSIGNMENT_ID, team).auto_comment = row.auto_comment
+    gradebook.find_submission_notebook(NOTEBOOK_NAME, ASSIGNMENT_ID, team).late_submission_penalty = outcome.late_penalty
     gradebook.db.commit()
     # What the answers are now, for the next run (record_graded_answers adds what TAs grade).
     path = fingerprints_path(course_root, team)
