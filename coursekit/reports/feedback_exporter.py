@@ -1,16 +1,24 @@
-"""The HTML exporter feedback pages are made with: nbconvert's, faster, same pages.
+"""The HTML exporter feedback pages are made with: nbconvert's, faster, byte for byte the same pages.
 
 Enabled for `nbgrader generate_feedback` (and so `coursekit grade`) in
-nbgrader_config.py as `c.GenerateFeedback.exporter_class`. Two costs of
-nbconvert's HTMLExporter go:
+nbgrader_config.py as `c.GenerateFeedback.exporter_class`. What nbconvert's
+HTMLExporter spends per page, and what is left of it here:
 
-- After rendering, HTMLExporter re-parses the whole page with BeautifulSoup
-  and looks for three CSS selectors with soupsieve, each a walk over every
-  element (added by jupyter/nbconvert#2021; jupyter/nbconvert#2234 asks to
-  replace BeautifulSoup for its cost). Here the same
-  elements are found with BeautifulSoup's own element search, which is several
-  times cheaper; they get the same attributes and the page is serialized by
-  the same BeautifulSoup tree, so the output is byte for byte the same.
+- After rendering, HTMLExporter parses the whole page into a BeautifulSoup
+  tree (html.parser), finds `img:not([alt])` and two CSS selectors with
+  soupsieve, sets attributes on what they find, and serializes the tree again
+  (added by jupyter/nbconvert#2021; jupyter/nbconvert#2234 asks to replace
+  BeautifulSoup for its cost): ~0.25 CPU-s per page of this exercise, a
+  quarter of all the grading process spends on a team. Here the page goes
+  through BeautifulSoup's own parser (BeautifulSoupHTMLParser, so every quirk
+  of how it reads HTML stays), but straight into BeautifulSoup's own
+  serialization of each tag and string (Tag._format_tag, output_ready with the
+  "minimal" formatter) as the parser reports them, without building the
+  tree: the same bytes at a third of the cost (tests/test_feedback_exporter.py
+  compares them with BeautifulSoup's on every page of the hostile suite and on
+  malformed HTML).
+- Syntax highlighting and markdown rendering are memoized per exporter: the
+  cells of the release are the same on every page of a run.
 - Every grading process compiles nbconvert's and nbgrader's Jinja templates
   again (~0.5 s). Here the compiled templates are kept in Jinja's bytecode
   cache, in a folder only this user can use (jinja2.FileSystemBytecodeCache),
@@ -18,9 +26,15 @@ nbconvert's HTMLExporter go:
 """
 from __future__ import annotations
 
+import json
+from collections import Counter, OrderedDict
 from typing import Any
 
 from bs4 import BeautifulSoup
+from bs4.builder._htmlparser import BeautifulSoupHTMLParser, HTMLParserTreeBuilder
+from bs4.element import NavigableString, Tag
+from bs4.exceptions import ParserRejectedMarkup
+from bs4.formatter import HTMLFormatter
 from jinja2 import FileSystemBytecodeCache
 from nbconvert.exporters.html import HTMLExporter
 from nbconvert.exporters.templateexporter import TemplateExporter
@@ -28,50 +42,212 @@ from nbconvert.filters.highlight import Highlight2HTML
 from nbconvert.filters.widgetsdatatypefilter import WidgetsDataTypeFilter
 from nbformat import NotebookNode
 
+try:  # jinja2 >= 3.0
+    from jinja2 import pass_context
+except ImportError:  # pragma: no cover
+    from jinja2 import contextfilter as pass_context
+
 MISSING_ALT_TEXT = "No description has been provided for this image"
+FOCUSABLE_CLASSES = ("jp-Cell-inputWrapper", "jp-OutputArea-output")
+MEMO_ENTRIES = 4096
+MEMO_LARGEST_SOURCE = 64 * 1024  # longer sources (students' own, once) are not worth keeping
+OUTPUT_ENCODING = "utf-8"  # what str(soup) substitutes into <meta charset>
 
 
-def has_class(element, name: str) -> bool:
+def has_class(element: Tag, name: str) -> bool:
     return name in (element.get("class") or ())
 
 
-def inside_notebook(element) -> bool:
-    """Whether an ancestor has class jp-Notebook (the selectors' `.jp-Notebook ` part)."""
-    return any(has_class(parent, "jp-Notebook") for parent in element.parents if parent.name is not None)
+class StreamingSoup:
+    """What BeautifulSoupHTMLParser talks to instead of a BeautifulSoup: it writes each tag and string out
+    as `str(BeautifulSoup(page, "html.parser"))` would, as soon as the parser reports it.
+
+    The tree-building rules that decide the output are BeautifulSoup's (bs4 4.x, BeautifulSoup.handle_*,
+    endData, _popToTag): an end tag closes every tag opened after the most recent open tag of its name
+    and is ignored without one; a string of ASCII whitespace outside <pre>/<textarea> becomes one
+    newline or space; strings directly inside <script>/<style> are not escaped. Tags are bs4 Tags (so
+    attribute lists, charset substitution and void elements are bs4's) formatted by bs4, but never
+    linked into a tree; a tag seen before with the same attributes is not formatted again.
+    The page's edits are HTMLExporter's: alt text for images without one, tabindex on the cells' input
+    and output areas inside the notebook.
+    """
+
+    ASCII_SPACES = BeautifulSoup.ASCII_SPACES
+    builder = HTMLParserTreeBuilder()
+    formatter = HTMLFormatter.REGISTRY["minimal"]
+    # (name, prefix, attributes, a div inside the notebook) -> (Tag, its opening tag); bounded below.
+    formatted: dict[tuple, tuple[Tag, str]] = {}
+    FORMATTED_ENTRIES = 20_000
+
+    def __init__(self) -> None:
+        self.pieces: list[str] = []
+        self.stack: list[Tag] = []
+        self.open_names: Counter[str] = Counter()
+        self.notebooks_open = 0  # open tags of class jp-Notebook
+        self.preserving_whitespace = 0
+        self.string_containers: list[str] = []
+        self.current_data: list[str] = []
+        self.missing_alt = 0
+        self.contains_replacement_characters = False
+
+    def serialize(self, page: str) -> str:
+        parser = BeautifulSoupHTMLParser(self, convert_charrefs=False)
+        try:
+            parser.feed(page)
+            parser.close()
+        except AssertionError as error:  # as HTMLParserTreeBuilder.feed
+            raise ParserRejectedMarkup(error) from None
+        self.endData()
+        while self.stack:
+            self.pop()
+        return "".join(self.pieces)
+
+    # BeautifulSoup's tree-building interface, as BeautifulSoupHTMLParser calls it.
+
+    def handle_starttag(self, name, namespace, nsprefix, attrs, sourceline=None, sourcepos=None,
+                        namespaces=None) -> Tag:
+        self.endData()
+        if name == "img" and "alt" not in attrs:
+            self.missing_alt += 1
+        key = (name, nsprefix, tuple(attrs.items()), name == "div" and self.notebooks_open > 0)
+        known = self.formatted.get(key)
+        if known is None:
+            known = self.format(key, Tag(None, self.builder, name, namespace, nsprefix, attrs, namespaces=namespaces))
+        tag, opening = known
+        self.pieces.append(opening)
+        self.stack.append(tag)
+        self.open_names[name] += 1
+        if has_class(tag, "jp-Notebook"):
+            self.notebooks_open += 1
+        if name in self.builder.preserve_whitespace_tags:
+            self.preserving_whitespace += 1
+        if name in self.builder.string_containers:
+            self.string_containers.append(name)
+        return tag
+
+    def format(self, key: tuple, tag: Tag) -> tuple[Tag, str]:
+        if tag.name == "img" and "alt" not in tag.attrs:
+            tag.attrs["alt"] = MISSING_ALT_TEXT
+        if key[-1] and any(has_class(tag, wanted) for wanted in FOCUSABLE_CLASSES):
+            tag.attrs["tabindex"] = "0"
+        if len(self.formatted) >= self.FORMATTED_ENTRIES:
+            self.formatted.clear()
+        self.formatted[key] = known = (tag, tag._format_tag(OUTPUT_ENCODING, self.formatter, opening=True))
+        return known
+
+    def handle_endtag(self, name, nsprefix=None) -> None:
+        self.endData()
+        if not self.open_names.get(name):
+            return
+        while self.stack:
+            tag = self.pop()
+            if tag.name == name and tag.prefix == nsprefix:
+                return
+
+    def pop(self) -> Tag:
+        tag = self.stack.pop()
+        self.open_names[tag.name] -= 1
+        if has_class(tag, "jp-Notebook"):
+            self.notebooks_open -= 1
+        if tag.name in self.builder.preserve_whitespace_tags:
+            self.preserving_whitespace -= 1
+        if tag.name in self.builder.string_containers:
+            self.string_containers.pop()
+        self.pieces.append(self.formatted_closing(tag))
+        return tag
+
+    @staticmethod
+    def formatted_closing(tag: Tag) -> str:
+        if tag.can_be_empty_element:  # a void element was written as <x/> when it opened
+            return ""
+        return "</" + (tag.prefix + ":" if tag.prefix else "") + tag.name + ">"  # as Tag._format_tag
+
+    def handle_data(self, data: str) -> None:
+        self.current_data.append(data)
+
+    def endData(self, containerClass=None) -> None:
+        if not self.current_data:
+            return
+        data = "".join(self.current_data)
+        self.current_data = []
+        if not self.preserving_whitespace and all(character in self.ASCII_SPACES for character in data):
+            data = "\n" if "\n" in data else " "
+        container = containerClass or NavigableString
+        if self.string_containers and container is NavigableString:
+            container = self.builder.string_containers.get(self.string_containers[-1], container)
+        string = container(data)
+        string.parent = self.stack[-1] if self.stack else None  # the formatter leaves <script>/<style> text as it is
+        self.pieces.append(string.output_ready(self.formatter))
+
+
+def mark_page(page: str) -> tuple[str, int]:
+    """HTMLExporter's page edits and serialization, without the tree; and how many images lacked alt text."""
+    soup = StreamingSoup()
+    return soup.serialize(page), soup.missing_alt
+
+
+class Memo(OrderedDict):
+    """A small LRU memo for filters whose output depends only on their arguments."""
+
+    def remember(self, key, compute):
+        if len(key[0]) > MEMO_LARGEST_SOURCE:
+            return compute()
+        try:
+            self.move_to_end(key)
+            return self[key]
+        except KeyError:
+            value = self[key] = compute()
+            if len(self) > MEMO_ENTRIES:
+                self.popitem(last=False)
+            return value
+
+
+class MemoizedHighlight:
+    """A Highlight2HTML whose output for a (source, language, cell metadata) is computed once."""
+
+    def __init__(self, highlight: Highlight2HTML, memo: Memo) -> None:
+        self.highlight, self.memo = highlight, memo
+
+    def __call__(self, source, language=None, metadata=None):
+        key = (source, self.highlight.pygments_lexer, language, json.dumps(metadata, sort_keys=True, default=repr))
+        return self.memo.remember(key, lambda: self.highlight(source, language, metadata))
 
 
 class FeedbackHTMLExporter(HTMLExporter):
-    """nbconvert's HTMLExporter with a cheaper search for the elements it marks, and cached compiled templates."""
+    """nbconvert's HTMLExporter: the same page, without its tree re-parse, memoizing what repeats between pages."""
+
+    def __init__(self, *arguments: Any, **keywords: Any) -> None:
+        super().__init__(*arguments, **keywords)
+        self._highlight_memo, self._markdown_memo = Memo(), Memo()
 
     def _create_environment(self):
         environment = super()._create_environment()
         environment.bytecode_cache = FileSystemBytecodeCache()
         return environment
 
+    @pass_context
+    def markdown2html(self, context, source):
+        cell = context.get("cell", {})
+        # The path only matters for images embedded from files (embed_images).
+        path = context.get("resources", {}).get("metadata", {}).get("path", "") if self.embed_images else ""
+        key = (source, json.dumps(cell.get("attachments", {}), sort_keys=True, default=repr), path)
+        return self._markdown_memo.remember(key, lambda: HTMLExporter.markdown2html(self, context, source))
+
     def from_notebook_node(self, nb: NotebookNode, resources: dict[str, Any] | None = None,
                            **kw: Any) -> tuple[str, dict[str, Any]]:
-        # HTMLExporter.from_notebook_node (nbconvert 7.x) up to the page's re-parse.
+        # HTMLExporter.from_notebook_node (nbconvert 7.x), up to the page's re-parse.
         langinfo = nb.metadata.get("language_info", {})
         lexer = langinfo.get("pygments_lexer", langinfo.get("name", None))
-        highlight_code = self.filters.get("highlight_code", Highlight2HTML(pygments_lexer=lexer, parent=self))
+        highlight_code = self.filters.get("highlight_code")
+        if highlight_code is None:
+            highlight_code = MemoizedHighlight(Highlight2HTML(pygments_lexer=lexer, parent=self), self._highlight_memo)
         resources = self._init_resources(resources)
         filter_data_type = WidgetsDataTypeFilter(notebook_metadata=self._nb_metadata, parent=self,
                                                  resources=resources)
         self.register_filter("highlight_code", highlight_code)
         self.register_filter("filter_data_type", filter_data_type)
         html, resources = TemplateExporter.from_notebook_node(self, nb, resources, **kw)
-        soup = BeautifulSoup(html, features="html.parser")
-        # What HTMLExporter does with soup.select("img:not([alt])"), then
-        # ".jp-Notebook div.jp-Cell-inputWrapper" and ".jp-Notebook div.jp-OutputArea-output".
-        missing_alt = 0
-        for element in soup.find_all("img"):
-            if "alt" not in element.attrs:
-                element.attrs["alt"] = MISSING_ALT_TEXT
-                missing_alt += 1
+        page, missing_alt = mark_page(html)
         if missing_alt:
             self.log.warning("Alternative text is missing on %s image(s).", missing_alt)
-        for wanted in ("jp-Cell-inputWrapper", "jp-OutputArea-output"):
-            for element in soup.find_all("div", class_=wanted):
-                if inside_notebook(element):
-                    element.attrs["tabindex"] = "0"
-        return str(soup), resources
+        return page, resources
