@@ -36,7 +36,10 @@ c.Autograde.sanitize_preprocessors = [
     "nbgrader.preprocessors.ClearOutput",
     "nbgrader.preprocessors.DeduplicateIds",
     "nbgrader.preprocessors.OverwriteKernelspec",
-    "nbgrader.preprocessors.OverwriteCells",
+    # nbgrader's OverwriteCells, GetGrades (below) and SaveAutoGrades look each cell up in the
+    # gradebook on its own; these do it with one query per kind of cell, same rows
+    # (coursekit.nbgrader_plugins.gradebook_lookups).
+    "coursekit.nbgrader_plugins.gradebook_lookups.OverwriteCellsInOneQuery",
     # nbgrader's CheckCellMetadata with the JSON schema compiled once, not per cell (~0.1 CPU-s per
     # notebook, each time); same checks and errors (coursekit.nbgrader_plugins.preprocessors).
     "coursekit.nbgrader_plugins.preprocessors.CheckCellMetadataCompiledOnce",
@@ -70,7 +73,7 @@ c.Autograde.autograde_preprocessors = [
 # in every grading process; the pages are byte for byte the same (coursekit.reports.feedback_exporter).
 c.GenerateFeedback.exporter_class = "coursekit.reports.feedback_exporter.FeedbackHTMLExporter"
 c.GenerateFeedback.preprocessors = [
-    "nbgrader.preprocessors.GetGrades",
+    "coursekit.nbgrader_plugins.gradebook_lookups.GetGradesInOneQuery",
     "coursekit.reports.feedback.CutHiddenTraceback",
     "nbgrader.preprocessors.ClearHiddenTests",
     "coursekit.reports.feedback.MarkWaitingForTA",
