@@ -25,6 +25,10 @@ c.SandboxedKernelManager.allow_grading_without_sandbox = False
 # The grading status (crashed, timed out, unreadable) lives in the notebook's metadata.
 c.ClearMetadataPreprocessor.preserve_nb_metadata_mask = [("language_info", "name"), ("coursekit",)]
 
+# nbconvert validates the whole notebook after every preprocessor (about 20 times per submission
+# for autograde and feedback); once, after the last one, is enough to refuse an invalid result.
+c.Exporter.optimistic_validation = True
+
 # Any file is read: what is not a notebook is graded as a blank one, with a reason.
 c.Autograde.exporter_class = "coursekit.nbgrader_plugins.rebuild.TolerantNotebookExporter"
 
