@@ -7,6 +7,7 @@ come from its gradebook. Grading many notebooks goes through the engine
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -19,7 +20,8 @@ from typing import Any
 
 import nbformat
 
-from nbgrader.api import Gradebook, MissingEntry
+from nbgrader.api import Assignment, BaseCell, Comment, Grade, Gradebook, MissingEntry, Notebook
+from sqlalchemy.orm import undefer
 
 from coursekit.engine import forking
 from coursekit.course import (ASSIGNMENT_ID, NOTEBOOK_NAME, autograded_notebook, is_autograded, submitted_notebook,
@@ -135,30 +137,54 @@ def read_scores(
 
 
 def submitted_notebooks(gradebook: Gradebook, student_ids: Iterable[str]) -> Iterator[tuple[str, Any]]:
-    """(student id, the gradebook's record of their notebook) for each student who has one."""
+    """(student id, the gradebook's record of their notebook) for each student who has one.
+
+    The notebook's grades and comments, their cells and maximum scores come
+    already loaded into the session (a few queries per notebook): read one by
+    one, nbgrader's lazy relationships ask the database twice per cell.
+    """
+    cells = gradebook.db.query(BaseCell).join(Notebook, Notebook.id == BaseCell.notebook_id) \
+        .join(Assignment, Assignment.id == Notebook.assignment_id) \
+        .filter(Notebook.name == NOTEBOOK_NAME, Assignment.name == ASSIGNMENT_ID).all()
     for student_id in student_ids:
         try:
-            yield student_id, gradebook.find_submission_notebook(NOTEBOOK_NAME, ASSIGNMENT_ID, student_id)
+            notebook = gradebook.find_submission_notebook(NOTEBOOK_NAME, ASSIGNMENT_ID, student_id)
         except MissingEntry:
             continue
+        # Loaded into the session's identity map, where the lazy loads of grade.cell and grade.max_score find them.
+        rows = (gradebook.db.query(Grade).filter(Grade.notebook_id == notebook.id).options(undefer(Grade.max_score)).all(),
+                gradebook.db.query(Comment).filter(Comment.notebook_id == notebook.id).all())
+        yield student_id, notebook
+        del rows
+    del cells
 
 
 def grading_status(course_root: Path, student_id: str) -> tuple[GradingStatus, str]:
     """What the hardened grader recorded in the autograded notebook, or why there is none."""
     autograded = autograded_notebook(course_root, student_id)
     if autograded.exists():
-        try:
-            metadata = nbformat.read(str(autograded), as_version=4).metadata.get(STATUS_KEY, {})
-        except Exception:
+        metadata = autograded_metadata(autograded)
+        if metadata is None:
             return GradingStatus.NOT_GRADED, "the autograded notebook cannot be read"
+        metadata = metadata.get(STATUS_KEY, {})
         try:
             status = GradingStatus(metadata.get("status", GradingStatus.GRADED))
-        except ValueError:
+        except (ValueError, AttributeError):
             return GradingStatus.NOT_GRADED, "the autograded notebook has no valid grading status"
         return status, str(metadata.get("reason", ""))
     if not submission_path(course_root, student_id).exists():
         return GradingStatus.MISSING, f"no {NOTEBOOK_NAME}.ipynb in the submission"
     return GradingStatus.NOT_GRADED, "nbgrader could not grade this submission; see its log"
+
+
+def autograded_metadata(path: Path) -> dict | None:
+    """The notebook-level metadata of an autograded notebook (nbgrader wrote it: plain JSON is enough,
+    validating the whole notebook for it costs ~10 ms); None when it cannot be read."""
+    try:
+        metadata = json.loads(path.read_bytes()).get("metadata", {})
+    except (OSError, ValueError, AttributeError, RecursionError):
+        return None
+    return metadata if isinstance(metadata, dict) else None
 
 
 def submission_path(course_root: Path, student_id: str) -> Path:

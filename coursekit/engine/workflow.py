@@ -34,12 +34,13 @@ from coursekit.course import autograded_notebook
 from coursekit.errors import CourseKitError
 from coursekit.statuses import GradingStatus
 from coursekit.engine.fast_gradebook import create_gradebook
-from coursekit.engine.grading import ensure_tools_on_path, nbgrader_in_fork, read_scores, submission_path
+from coursekit.engine.grading import (autograded_metadata, ensure_tools_on_path, nbgrader_in_fork, read_scores,
+                                      submission_path)
 from coursekit.engine.run import executor_for, grade_teams
 from coursekit.engine.worker import share_fork_server
 from coursekit.course import ASSIGNMENT_ID, NOTEBOOK_NAME
 from coursekit.notebooks import read_notebook
-from coursekit.nbgrader_plugins.rebuild import team_members_text
+from coursekit.nbgrader_plugins.rebuild import STATUS_KEY, TEAM_MEMBERS_KEY, team_members_text
 from coursekit.records import TeamResult
 from coursekit.safe_text import one_line, printable
 
@@ -267,6 +268,10 @@ def scan_submission(submission: importing.Submission, trusted: frozenset[str]) -
 
 def written_members(course_root: Path, team: str) -> str:
     autograded = autograded_notebook(course_root, team)
+    # The rebuild keeps the names in the notebook's metadata: reading that is enough.
+    written = (autograded_metadata(autograded) or {}).get(STATUS_KEY, {})
+    if isinstance(written, dict) and isinstance(written.get(TEAM_MEMBERS_KEY), str):
+        return written[TEAM_MEMBERS_KEY]
     try:
         return team_members_text(read_notebook(autograded))
     except CourseKitError:

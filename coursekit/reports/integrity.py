@@ -333,9 +333,12 @@ def imported_names(cells: list[list[str]], *, deadline: Deadline | None = None) 
         except PARSE_ERRORS:
             continue  # reported when the cell itself is scanned
     aliases = {}
+    assignments = []  # in the order of the walk; read once imports of all cells are known
     for tree in trees:
         for node in ast.walk(tree):
-            if isinstance(node, ast.Import):
+            if isinstance(node, ast.Assign):
+                assignments.append(node)
+            elif isinstance(node, ast.Import):
                 for alias in node.names:
                     if alias.asname:
                         aliases[alias.asname] = alias.name
@@ -347,12 +350,11 @@ def imported_names(cells: list[list[str]], *, deadline: Deadline | None = None) 
                     if alias.name != "*":
                         aliases[alias.asname or alias.name] = f"{node.module}.{alias.name}"
     # `T = torch.Tensor` makes T one more name for the library class, so `T.__eq__ = ...` is a patch.
-    for tree in trees:
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
-                target = qualified_name(node.value, aliases)
-                if target is not None and isinstance(node.value, (ast.Name, ast.Attribute)):
-                    aliases[node.targets[0].id] = target
+    for node in assignments:
+        if len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            target = qualified_name(node.value, aliases)
+            if target is not None and isinstance(node.value, (ast.Name, ast.Attribute)):
+                aliases[node.targets[0].id] = target
     return aliases
 
 
