@@ -76,14 +76,14 @@ class LocalExecutor:
         attempts: dict[str, int] = {}
         if not queue:
             return
-        if self.prototypes is not None:
-            from coursekit.engine.worker import WorkerCourse
-
-            # Built here once (or found from an earlier run), copied by every worker.
-            WorkerCourse(bundle=bundle, workspace=self.prototypes)
-        # One fork server for all workers: they are forked after it started, and after what
-        # they import is imported.
+        # One fork server for all workers: they are forked after it started (it imports torch while
+        # the course is built and the grading code imported here), and after what they import is imported.
         share_fork_server()
+        if self.prototypes is not None:
+            from coursekit.engine.worker import ensure_prototype
+
+            # Built here once per course version (or found from an earlier run), copied by every worker.
+            ensure_prototype(bundle=bundle, prototypes=self.prototypes)
         preimport()
         pool = [start_worker(self.prototypes) for _ in range(min(self.workers, len(queue)))]
         try:

@@ -40,45 +40,21 @@ class WorkerCourse:
     """The worker's private copy of a course, built from a bundle, and the grader that works in it."""
 
     def __init__(self, *, bundle: CourseBundle, workspace: Path, prototypes: Path | None = None) -> None:
-        """The course of `bundle` in `workspace`: copied from a built one in `prototypes` if there is
-        one (local workers share the grading process's), else built with generate_assignment."""
-        import coursekit
-
-        if bundle.kit_version != coursekit.__version__:
-            raise CourseKitError(f"this worker runs coursekit {coursekit.__version__} but the course was bundled by "
-                                 f"{bundle.kit_version}; install the same kit on every worker.")
+        """The course of `bundle` in `workspace`: copied from the one built in `prototypes` (once per
+        course version, see ensure_prototype), else built here with generate_assignment."""
+        check_kit_version(bundle)
         self.bundle = bundle
         self.workspace = workspace
         self.root = workspace / bundle.key[:16]
-        self.database = f"sqlite:///{self.root / GRADEBOOK_FILE}"
         self._grader = None
         if is_built(self.root, bundle):
             return
         shutil.rmtree(self.root, ignore_errors=True)
-        prototype = prototypes / bundle.key[:16] if prototypes else None
-        if prototype is not None and is_built(prototype, bundle):
-            shutil.copytree(prototype, self.root)
-            return
-        self.root.mkdir(parents=True)
-        bundle.write(self.root)
-        create_gradebook(db_url=self.database)
-        self.generate_assignment()
-        (self.root / PROTOTYPE_KEY_FILE).write_text(bundle.key)
-
-    def generate_assignment(self) -> None:
-        from coursekit.engine import forking
-        from coursekit.engine.grading import nbgrader_in_fork
-
-        # The course's own db_url (PostgreSQL, say) and root are the course's, never a worker's.
-        run = nbgrader_in_fork(self.root, "generate_assignment", ASSIGNMENT_ID, "--force",
-                               f"--CourseDirectory.db_url={self.database}", f"--CourseDirectory.root={self.root}")
-        with open(self.root / "nbgrader.log", "a") as log:
-            log.write(run.stdout + run.stderr)
-        if run.returncode == forking.SANDBOX_UNAVAILABLE_EXIT:
-            raise CourseKitError(run.stderr.strip().splitlines()[-1].removeprefix("coursekit: "))
-        if run.returncode != 0:
-            raise CourseKitError(f"nbgrader generate_assignment failed on {socket.gethostname()}:\n"
-                                 f"{run.stderr[-2000:]}")
+        prototype = ensure_prototype(bundle=bundle, prototypes=prototypes) if prototypes else None
+        if prototype is not None:
+            shutil.copytree(prototype, self.root, ignore=shutil.ignore_patterns("nbgrader.log"))
+        else:
+            build_course(bundle, self.root)
 
     def grader(self, log: logging.Logger):
         if self._grader is None:
@@ -91,6 +67,75 @@ class WorkerCourse:
     def close(self) -> None:
         if self._grader is not None:
             self._grader.close()
+
+
+def check_kit_version(bundle: CourseBundle) -> None:
+    import coursekit
+
+    if bundle.kit_version != coursekit.__version__:
+        raise CourseKitError(f"this worker runs coursekit {coursekit.__version__} but the course was bundled by "
+                             f"{bundle.kit_version}; install the same kit on every worker.")
+
+
+def build_course(bundle: CourseBundle, root: Path) -> None:
+    """The bundle's course in `root`, as `nbgrader generate_assignment` makes it, with a gradebook of its own."""
+    from coursekit.engine import forking
+    from coursekit.engine.grading import nbgrader_in_fork
+
+    root.mkdir(parents=True)
+    bundle.write(root)
+    database = f"sqlite:///{root / GRADEBOOK_FILE}"
+    create_gradebook(db_url=database)
+    # The course's own db_url (PostgreSQL, say) and root are the course's, never a worker's.
+    run = nbgrader_in_fork(root, "generate_assignment", ASSIGNMENT_ID, "--force",
+                           f"--CourseDirectory.db_url={database}", f"--CourseDirectory.root={root}")
+    with open(root / "nbgrader.log", "a") as log:
+        log.write(run.stdout + run.stderr)
+    if run.returncode == forking.SANDBOX_UNAVAILABLE_EXIT:
+        raise CourseKitError(run.stderr.strip().splitlines()[-1].removeprefix("coursekit: "))
+    if run.returncode != 0:
+        raise CourseKitError(f"nbgrader generate_assignment failed on {socket.gethostname()}:\n{run.stderr[-2000:]}")
+    (root / PROTOTYPE_KEY_FILE).write_text(bundle.key)
+
+
+def ensure_prototype(*, bundle: CourseBundle, prototypes: Path) -> Path | None:
+    """The course of `bundle` built once in `prototypes` (and kept there for later runs); None when that
+    folder cannot be used. Built aside and moved into place, so runs building at once never mix."""
+    check_kit_version(bundle)
+    prototype = prototypes / bundle.key[:16]
+    if is_built(prototype, bundle):
+        return prototype
+    try:
+        prototypes.mkdir(parents=True, exist_ok=True, mode=0o700)
+        building = Path(tempfile.mkdtemp(prefix=f".{bundle.key[:16]}-", dir=prototypes))
+    except OSError:
+        return None
+    try:
+        build_course(bundle, building / "course")
+        shutil.rmtree(prototype, ignore_errors=True)  # an unfinished or stale one
+        os.rename(building / "course", prototype)
+    except OSError:
+        pass  # another run moved its own into place first
+    finally:
+        shutil.rmtree(building, ignore_errors=True)
+    return prototype if is_built(prototype, bundle) else None
+
+
+def prototype_cache() -> Path | None:
+    """Where courses built from bundles are kept between runs, keyed by the bundle: $COURSEKIT_CACHE, else
+    coursekit/ in the user's cache folder. None unless it is this user's alone (what is built there
+    decides grades)."""
+    base = os.environ.get("COURSEKIT_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "coursekit")
+    folder = Path(base) / "courses"
+    try:
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        status = folder.stat()
+    except OSError:
+        return None
+    if status.st_uid != os.geteuid() or status.st_mode & 0o077:
+        return None
+    return folder
 
 
 def is_built(course_root: Path, bundle: CourseBundle) -> bool:

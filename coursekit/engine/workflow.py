@@ -37,7 +37,7 @@ from coursekit.engine.fast_gradebook import create_gradebook
 from coursekit.engine.grading import (autograded_metadata, ensure_tools_on_path, nbgrader_in_fork, read_scores,
                                       submission_path)
 from coursekit.engine.run import executor_for, grade_teams
-from coursekit.engine.worker import share_fork_server
+from coursekit.engine.worker import prototype_cache, share_fork_server
 from coursekit.course import ASSIGNMENT_ID, NOTEBOOK_NAME
 from coursekit.notebooks import read_notebook
 from coursekit.nbgrader_plugins.rebuild import STATUS_KEY, TEAM_MEMBERS_KEY, team_members_text
@@ -189,9 +189,6 @@ def grade_download(*, download: Path, course_root: Path, output_folder: Path, wo
     ensure_tools_on_path()
     config = course_config(course_root)
     require_sandbox(config)
-    if not scheduler:
-        # Kernels' torch import overlaps with the import of the download; local workers share it.
-        share_fork_server()
     imported = importing.import_download(download=download, roster=roster,
                                          staging=course_root / STATE_FOLDER / "staging",
                                          accepted_uploads=accepted_uploads)
@@ -210,8 +207,12 @@ def grade_download(*, download: Path, course_root: Path, output_folder: Path, wo
     teams = [submission.team_id for submission in imported.submissions]
     changed = teams_to_grade(course_root=course_root, teams=teams, database=database, state=state)
     if changed:
+        if not scheduler:
+            # Kernels' torch import overlaps with building the workers' course; local workers share it.
+            # A run that grades nothing starts none.
+            share_fork_server()
         executor = executor_for(workers=max(1, workers), scheduler=scheduler,
-                                prototypes=course_root / STATE_FOLDER / "work")
+                                prototypes=prototype_cache() or course_root / STATE_FOLDER / "work")
         outcomes = grade_teams(course_root=course_root, database=database, teams=changed, executor=executor,
                                on_outcome=Progress(len(changed)).advance)
         state.update({outcome.team_id: fingerprint(submission_path(course_root, outcome.team_id))
