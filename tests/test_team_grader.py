@@ -21,6 +21,7 @@ from conftest import REPOSITORY
 
 TEAMS = {"anna": "all_correct", "bob": "partly_right", "carl": "half_done", "dora": "blank", "emil": "kernel_crash"}
 UNREADABLE = {"fritz": b"{ this is not a notebook"}
+RENAMED = "gustav"  # handed in as my_solution.ipynb: nbgrader records the submission, grades nothing
 TIMESTAMP = b"2024-11-08 10:00:00.000000 UTC"
 
 
@@ -30,13 +31,16 @@ def submit(course, samples):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(content)
         (path.parent / "timestamp.txt").write_bytes(TIMESTAMP)
+    renamed = grading.submission_path(course, RENAMED).with_name("my_solution.ipynb")
+    renamed.parent.mkdir(parents=True)
+    renamed.write_bytes(samples["all_correct"])
 
 
 def rows(course):
     """Every row `nbgrader autograde` writes for a submission, by team."""
     found = {}
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gradebook:
-        for team in [*TEAMS, *UNREADABLE]:
+        for team in [*TEAMS, *UNREADABLE, RENAMED]:
             notebook = gradebook.find_submission_notebook(NOTEBOOK_NAME, ASSIGNMENT_ID, team)
             found[team] = (
                 notebook.assignment.timestamp, notebook.late_submission_penalty,
@@ -69,10 +73,12 @@ def graded_both_ways(prototype_course, tmp_path_factory):
     for course in (plain, engine):
         shutil.copytree(prototype_course, course)
         submit(course, samples)
-    assert grading.run_nbgrader(plain, "autograde", ASSIGNMENT_ID, "--force").returncode == 0
+    autograde = grading.run_nbgrader(plain, "autograde", ASSIGNMENT_ID, "--force")
+    # nbgrader grades everyone else and exits 1 for the student it could not grade.
+    assert autograde.returncode == 1 and f"for student '{RENAMED}'" in autograde.stderr, autograde.stderr[-2000:]
     assert grading.run_nbgrader(plain, "generate_feedback", ASSIGNMENT_ID, "--force").returncode == 0
     outcomes = grade_teams(course_root=engine, database=f"sqlite:///{engine / 'gradebook.db'}",
-                           teams=sorted([*TEAMS, *UNREADABLE]), executor=executor_for(workers=2))
+                           teams=sorted([*TEAMS, *UNREADABLE, RENAMED]), executor=executor_for(workers=2))
     return plain, engine, {outcome.team_id: outcome for outcome in outcomes}
 
 
@@ -91,14 +97,15 @@ def test_the_engine_autogrades_as_nbgrader_autograde_does(graded_both_ways):
         assert verdicts(engine, team) == verdicts(plain, team), team
     statuses = {team: outcome.status.value for team, outcome in outcomes.items()}
     assert statuses == {"anna": "graded", "bob": "graded", "carl": "graded", "dora": "graded",
-                        "emil": "kernel crashed", "fritz": "unreadable"}
+                        "emil": "kernel crashed", "fritz": "unreadable", "gustav": "missing"}
+    assert not autograded_notebook(engine, RENAMED).exists() and not autograded_notebook(plain, RENAMED).exists()
 
 
 def test_engine_feedback_is_what_nbgrader_generate_feedback_makes(graded_both_ways, tmp_path):
     _, engine, outcomes = graded_both_ways
     course = tmp_path / "course"
     shutil.copytree(engine, course)
-    made_by_workers = {team: feedback_page(course, team).read_bytes() for team in outcomes}
+    made_by_workers = {team: feedback_page(course, team).read_bytes() for team in outcomes if team != RENAMED}
     assert grading.run_nbgrader(course, "generate_feedback", ASSIGNMENT_ID, "--force").returncode == 0
     for team, page in made_by_workers.items():
         assert page == feedback_page(course, team).read_bytes(), team

@@ -20,7 +20,7 @@ from typing import Any
 
 import nbformat
 
-from nbgrader.api import Assignment, BaseCell, Comment, Grade, Gradebook, MissingEntry, Notebook
+from nbgrader.api import BaseCell, Comment, Grade, Gradebook, MissingEntry
 from sqlalchemy.orm import undefer
 
 from coursekit.engine import forking
@@ -137,26 +137,26 @@ def read_scores(
 
 
 def submitted_notebooks(gradebook: Gradebook, student_ids: Iterable[str]) -> Iterator[tuple[str, Any]]:
-    """(student id, the gradebook's record of their notebook) for each student who has one.
-
-    The notebook's grades and comments, their cells and maximum scores come
-    already loaded into the session (a few queries per notebook): read one by
-    one, nbgrader's lazy relationships ask the database twice per cell.
-    """
-    cells = gradebook.db.query(BaseCell).join(Notebook, Notebook.id == BaseCell.notebook_id) \
-        .join(Assignment, Assignment.id == Notebook.assignment_id) \
-        .filter(Notebook.name == NOTEBOOK_NAME, Assignment.name == ASSIGNMENT_ID).all()
+    """(student id, the gradebook's record of their notebook) for each student who has one, its rows
+    loaded (see load_rows)."""
     for student_id in student_ids:
         try:
             notebook = gradebook.find_submission_notebook(NOTEBOOK_NAME, ASSIGNMENT_ID, student_id)
         except MissingEntry:
             continue
-        # Loaded into the session's identity map, where the lazy loads of grade.cell and grade.max_score find them.
-        rows = (gradebook.db.query(Grade).filter(Grade.notebook_id == notebook.id).options(undefer(Grade.max_score)).all(),
-                gradebook.db.query(Comment).filter(Comment.notebook_id == notebook.id).all())
+        rows = load_rows(gradebook, notebook)
         yield student_id, notebook
         del rows
-    del cells
+
+
+def load_rows(gradebook: Gradebook, notebook) -> tuple:
+    """Load a submitted notebook's grades and comments, their cells and maximum scores into the session
+    with three queries; nbgrader's lazy relationships would ask the database twice per cell. The
+    session keeps them (and the lazy loads of grade.cell, grade.max_score find them) while the returned
+    tuple is referenced."""
+    return (gradebook.db.query(BaseCell).filter(BaseCell.notebook_id == notebook.notebook_id).all(),
+            gradebook.db.query(Grade).filter(Grade.notebook_id == notebook.id).options(undefer(Grade.max_score)).all(),
+            gradebook.db.query(Comment).filter(Comment.notebook_id == notebook.id).all())
 
 
 def grading_status(course_root: Path, student_id: str) -> tuple[GradingStatus, str]:

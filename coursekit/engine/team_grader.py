@@ -120,8 +120,7 @@ class TeamGrader:
         team = work.team_id
         notebook = dict(work.files).get(NOTEBOOK_FILE)
         if notebook is None:
-            return outcome_without_grades(team, GradingStatus.MISSING, f"no {NOTEBOOK_FILE} in the submission",
-                                          worker=worker)
+            return self.without_the_notebook(work, worker=worker)
         folder = self.workspace / "teams" / team / ASSIGNMENT_ID
         shutil.rmtree(folder.parent, ignore_errors=True)
         try:
@@ -143,6 +142,24 @@ class TeamGrader:
             feedback_page=page.encode() if page is not None else None,
             timestamp=timestamp.isoformat() if timestamp else None,
             grades=grades, comments=comments, seconds=0.0, worker=worker, late_penalty=penalty)
+
+    def without_the_notebook(self, work: TeamWork, *, worker: str) -> TeamOutcome:
+        """As `nbgrader autograde` for a submission without the notebook: other notebooks in its folder make
+        it record the submission (rows without scores) before it gives up; without any, nothing is recorded."""
+        reason = f"no {NOTEBOOK_FILE} in the submission"
+        if not any("/" not in name and name.endswith(".ipynb") for name, _ in work.files):
+            return outcome_without_grades(work.team_id, GradingStatus.MISSING, reason, worker=worker)
+        folder = self.workspace / "teams" / work.team_id / ASSIGNMENT_ID
+        shutil.rmtree(folder.parent, ignore_errors=True)
+        try:
+            self.add_submission(work.team_id, self.prepare_folder(work, folder))
+            grades, comments, timestamp, penalty = self.rows(work.team_id)
+        finally:
+            shutil.rmtree(folder.parent, ignore_errors=True)
+        return TeamOutcome(team_id=work.team_id, status=GradingStatus.MISSING, reason=reason,
+                           autograded_notebook=None, feedback_page=None,
+                           timestamp=timestamp.isoformat() if timestamp else None, grades=grades, comments=comments,
+                           seconds=0.0, worker=worker, late_penalty=penalty)
 
     def prepare_folder(self, work: TeamWork, folder: Path) -> datetime.datetime | None:
         """The folder the kernel runs in, as `nbgrader autograde` makes it (the team's other files, then the
