@@ -20,7 +20,8 @@ from coursekit.engine.workflow import grade_download
 from coursekit.errors import CourseKitError
 from conftest import REPOSITORY
 from dask_cluster import start_cluster
-from test_workflow import ROSTER, class_download, fresh_course, per_cell
+from conftest import fresh_course
+from test_workflow import per_cell
 
 
 @pytest.fixture(scope="module")
@@ -40,21 +41,19 @@ def grades_rows(path):
         return list(csv.reader(file))
 
 
-def test_a_download_gets_the_same_grades_on_dask_as_on_local_workers(tmp_path, samples, cluster):
-    download = class_download(tmp_path / "download.zip", samples)
-    roster = tmp_path / "roster.csv"
-    roster.write_text(ROSTER)
-    runs = {}
-    for name, scheduler in (("local", None), ("dask", cluster.address)):
-        runs[name] = grade_download(download=download, course_root=fresh_course(tmp_path, name),
-                                    output_folder=tmp_path / f"results-{name}", workers=2, roster=roster,
-                                    scheduler=scheduler)
+def test_a_download_gets_the_same_grades_on_dask_as_on_local_workers(tmp_path, sample_class, cluster):
+    # The same download and roster as the session's class, which local workers graded.
+    runs = {"local": sample_class.summary}
+    runs["dask"] = grade_download(download=sample_class.download, course_root=fresh_course(tmp_path, "dask"),
+                                  output_folder=tmp_path / "results-dask", workers=2, roster=sample_class.roster,
+                                  scheduler=cluster.address)
+    local_results = sample_class.results
     assert per_cell(runs["dask"]) == per_cell(runs["local"])
     assert {r.team_id: r.status for r in runs["dask"].results} == {r.team_id: r.status for r in runs["local"].results}
     assert sum(r.total for r in runs["dask"].results) > 0
-    assert grades_rows(tmp_path / "results-dask" / "grades.csv") == grades_rows(tmp_path / "results-local" / "grades.csv")
+    assert grades_rows(tmp_path / "results-dask" / "grades.csv") == grades_rows(local_results / "grades.csv")
     for result in runs["dask"].results:
-        local_page = (tmp_path / "results-local" / "feedback" / f"{result.team_id}.html").read_text()
+        local_page = (local_results / "feedback" / f"{result.team_id}.html").read_text()
         dask_page = (tmp_path / "results-dask" / "feedback" / f"{result.team_id}.html").read_text()
         assert page_text(dask_page) == page_text(local_page)
 

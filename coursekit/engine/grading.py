@@ -18,7 +18,6 @@ from pathlib import Path
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-import nbformat
 
 from nbgrader.api import BaseCell, Comment, Grade, Gradebook, MissingEntry
 from sqlalchemy.orm import undefer
