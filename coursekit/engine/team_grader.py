@@ -57,20 +57,20 @@ PLACEHOLDER_STUDENT = "coursekit-next-team"
 
 
 class MemoryGradebook:
-    """A copy of a gradebook file in memory, reachable by URL for as long as this object lives.
+    """A copy of a gradebook file in memory, reachable by its URL for as long as this object lives.
 
     SQLite keeps a shared-cache in-memory database while one connection to it is
-    open; nbgrader's Gradebook opens and closes its own connections by URL.
+    open; nbgrader's Gradebook opens and closes its own connections by URL. Such a
+    database belongs to one process: the same URL names a fresh one in a fork.
     `keep()` takes a snapshot that `restore()` returns to in a millisecond.
     """
 
-    def __init__(self, source: Path) -> None:
-        name = f"coursekit-gradebook-{os.getpid()}-{uuid.uuid4().hex}"
+    def __init__(self, source: Path, name: str) -> None:
+        self.pid = os.getpid()
         self._keeper = sqlite3.connect(f"file:{name}?mode=memory&cache=shared", uri=True)
         with contextlib.closing(sqlite3.connect(f"file:{source}?mode=ro", uri=True)) as original:
             original.backup(self._keeper)
         self._snapshot = sqlite3.connect(":memory:")
-        self.url = f"sqlite:///file:{name}?mode=memory&cache=shared&uri=true"
 
     def keep(self) -> None:
         self._keeper.backup(self._snapshot)
@@ -96,11 +96,16 @@ class TeamGrader:
     """nbgrader's autograde and feedback steps for one course version, team after team, in memory."""
 
     def __init__(self, *, course_root: Path, gradebook_file: Path, workspace: Path, log: logging.Logger) -> None:
+        """Made in a worker, or in the grading process before it forks its workers (see warm_up): a fork
+        inherits the compiled templates, memos and caches, and makes its own gradebook at its first team."""
         self.root = course_root
         self.workspace = workspace
         self.log = log
-        self.gradebook = MemoryGradebook(gradebook_file)
-        config = course_config(course_root, database=self.gradebook.url)
+        self.gradebook_file = gradebook_file
+        self._gradebook: MemoryGradebook | None = None
+        self._database_name = f"coursekit-gradebook-{uuid.uuid4().hex}"
+        self.database = f"sqlite:///file:{self._database_name}?mode=memory&cache=shared&uri=true"
+        config = course_config(course_root, database=self.database)
         self.coursedir = CourseDirectory(config=config, log=log)
         self.autograde = Autograde(coursedir=self.coursedir, config=config, log=log)
         self.autograde.exporter = self.autograde.exporter_class(parent=self.autograde, config=self.autograde.config)
@@ -109,10 +114,44 @@ class TeamGrader:
         self.feedback.exporter = self.feedback.exporter_class(parent=self.feedback, config=self.feedback.config)
         for preprocessor in self.feedback.preprocessors:
             self.feedback.exporter.register_preprocessor(preprocessor)
-        self.prepare_submission_rows()
+
+    @property
+    def gradebook(self) -> MemoryGradebook:
+        """This process's gradebook, made (with the placeholder's submission ready) at its first use."""
+        if self._gradebook is None or self._gradebook.pid != os.getpid():
+            self._gradebook = MemoryGradebook(self.gradebook_file, self._database_name)
+            self.prepare_submission_rows()
+        return self._gradebook
 
     def close(self) -> None:
-        self.gradebook.close()
+        """Close this process's gradebook (a fork's inherited one is its parent's to close)."""
+        if self._gradebook is not None and self._gradebook.pid == os.getpid():
+            self._gradebook.close()
+        self._gradebook = None
+
+    def warm_up(self) -> None:
+        """Run the sanitize pass and the feedback on the release, for the placeholder student: what every
+        grading process does once (imports, compiled patterns, templates, highlighted release cells,
+        validators, mappers) is then done, and inherited by workers forked afterwards."""
+        self.gradebook.restore()
+        folder = self.team_folder(PLACEHOLDER_STUDENT)
+        shutil.rmtree(folder.parent, ignore_errors=True)
+        folder.mkdir(parents=True)
+        release = (Path(self.coursedir.format_path(self.coursedir.release_directory, ".", ASSIGNMENT_ID))
+                   / NOTEBOOK_FILE).read_bytes()
+        try:
+            converter = self.autograde
+            converter._sanitizing = True
+            converter._init_preprocessors()
+            sanitized, _ = converter.exporter.from_file(io.TextIOWrapper(io.BytesIO(release), encoding="utf-8"),
+                                                        resources=self.resources(PLACEHOLDER_STUDENT, folder))
+            self.feedback.exporter.from_file(io.StringIO(sanitized), resources=self.resources(PLACEHOLDER_STUDENT, folder))
+        finally:
+            shutil.rmtree(folder.parent, ignore_errors=True)
+            self.gradebook.restore()
+
+    def team_folder(self, team: str) -> Path:
+        return self.workspace / f"teams-{os.getpid()}" / team / ASSIGNMENT_ID
 
     # ------------------------------------------------------------------ one team
 
@@ -121,7 +160,7 @@ class TeamGrader:
         notebook = dict(work.files).get(NOTEBOOK_FILE)
         if notebook is None:
             return self.without_the_notebook(work, worker=worker)
-        folder = self.workspace / "teams" / team / ASSIGNMENT_ID
+        folder = self.team_folder(team)
         shutil.rmtree(folder.parent, ignore_errors=True)
         try:
             try:
@@ -149,7 +188,7 @@ class TeamGrader:
         reason = f"no {NOTEBOOK_FILE} in the submission"
         if not any("/" not in name and name.endswith(".ipynb") for name, _ in work.files):
             return outcome_without_grades(work.team_id, GradingStatus.MISSING, reason, worker=worker)
-        folder = self.workspace / "teams" / work.team_id / ASSIGNMENT_ID
+        folder = self.team_folder(work.team_id)
         shutil.rmtree(folder.parent, ignore_errors=True)
         try:
             self.add_submission(work.team_id, self.prepare_folder(work, folder))
@@ -176,13 +215,13 @@ class TeamGrader:
     def prepare_submission_rows(self) -> None:
         """The gradebook part of Autograde.init_assignment, done once: a student and an (empty) submission with
         all its grade and comment rows, as nbgrader's API makes them; then the snapshot each team starts from."""
-        with Gradebook(self.gradebook.url, self.coursedir.course_id) as gradebook:
+        with Gradebook(self.database, self.coursedir.course_id) as gradebook:
             gradebook.update_or_create_student(PLACEHOLDER_STUDENT)
             # nbgrader's own API warns about its lazy relationships when it creates a submission.
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", SAWarning)
                 gradebook.update_or_create_submission(ASSIGNMENT_ID, PLACEHOLDER_STUDENT)
-        self.gradebook.keep()
+        self._gradebook.keep()
 
     def add_submission(self, team: str, timestamp: datetime.datetime | None) -> None:
         """The gradebook as `nbgrader autograde` prepares it for the team: the snapshot's fresh rows, theirs.
@@ -192,7 +231,7 @@ class TeamGrader:
         gradebook names a student.
         """
         self.gradebook.restore()
-        with Gradebook(self.gradebook.url, self.coursedir.course_id) as gradebook:
+        with Gradebook(self.database, self.coursedir.course_id) as gradebook:
             gradebook.db.execute(update(Student).where(Student.id == PLACEHOLDER_STUDENT).values(id=team))
             values = {"student_id": team, **({"timestamp": timestamp} if timestamp else {})}
             gradebook.db.execute(update(SubmittedAssignment)
@@ -205,7 +244,7 @@ class TeamGrader:
         return {
             "unique_key": NOTEBOOK_NAME, "output_files_dir": f"{NOTEBOOK_NAME}_files",
             "nbgrader": {"student": team, "assignment": ASSIGNMENT_ID, "notebook": NOTEBOOK_NAME,
-                         "db_url": self.gradebook.url},
+                         "db_url": self.database},
             "metadata": {"name": NOTEBOOK_NAME, "path": str(folder),
                          "modified_date": datetime.datetime.now(datetime.timezone.utc).strftime("%B %-d, %Y")},
         }
@@ -244,7 +283,7 @@ class TeamGrader:
     def rows(self, team: str) -> tuple[tuple[GradeRow, ...], tuple[CommentRow, ...], datetime.datetime | None,
                                        float | None]:
         """The team's grade and comment rows as nbgrader left them (one query each, not one per row)."""
-        with Gradebook(self.gradebook.url) as gradebook:
+        with Gradebook(self.database) as gradebook:
             notebook = gradebook.find_submission_notebook(NOTEBOOK_NAME, ASSIGNMENT_ID, team)
             grades = tuple(GradeRow(name, auto_score, float(max_score), bool(needs_manual_grade))
                            for name, auto_score, max_score, needs_manual_grade in gradebook.db.execute(

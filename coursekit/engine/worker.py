@@ -25,12 +25,16 @@ import tempfile
 import time
 from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from coursekit.engine.bundle import CourseBundle
 from coursekit.engine.fast_gradebook import create_gradebook
 from coursekit.course import ASSIGNMENT_ID
 from coursekit.engine.unit import TeamOutcome, TeamWork
 from coursekit.errors import CourseKitError
+
+if TYPE_CHECKING:
+    from coursekit.engine.team_grader import TeamGrader
 
 PROTOTYPE_KEY_FILE = ".coursekit-bundle"
 GRADEBOOK_FILE = "gradebook.db"
@@ -143,8 +147,27 @@ def is_built(course_root: Path, bundle: CourseBundle) -> bool:
     return key_file.exists() and key_file.read_text() == bundle.key
 
 
+WORKER_LOG = "coursekit.worker"
+# Graders made and warmed up by the grading process just before it forks its local workers, by bundle key.
+WARM_GRADERS: dict[str, "TeamGrader"] = {}
+
+
+def worker_log(path: Path | None) -> logging.Logger:
+    """This process's grading log, into `path` (nowhere without one). One logger name for every process:
+    a grader made before a fork logs into the log of the worker that uses it."""
+    log = logging.getLogger(WORKER_LOG)
+    log.propagate = False
+    log.setLevel(logging.INFO)
+    for handler in list(log.handlers):  # a fork's copy of its parent's
+        log.removeHandler(handler)
+    handler = logging.FileHandler(path) if path is not None else logging.NullHandler()
+    handler.setFormatter(logging.Formatter("[%(asctime)s %(levelname)s] %(message)s"))
+    log.addHandler(handler)
+    return log
+
+
 class Worker:
-    """One worker process's state: its workspace, its courses by bundle, its log, its fork server."""
+    """One worker process's state: its workspace, its graders by bundle, its log, its fork server."""
 
     def __init__(self, *, prototypes: Path | None = None) -> None:
         from coursekit.engine.grading import ensure_tools_on_path
@@ -153,32 +176,48 @@ class Worker:
         self.workspace = Path(tempfile.mkdtemp(prefix="coursekit-worker-"))
         self.prototypes = prototypes
         self.courses: dict[str, WorkerCourse] = {}
+        self.graders: dict[str, "TeamGrader"] = {}
         self.name = f"{socket.gethostname()}:{os.getpid()}"
         self.log_file = self.workspace / "worker.log"
-        self.log = logging.getLogger(f"coursekit.worker.{os.getpid()}")
-        self.log.propagate = False
-        self.log.setLevel(logging.INFO)
-        handler = logging.FileHandler(self.log_file)
-        handler.setFormatter(logging.Formatter("[%(asctime)s %(levelname)s] %(message)s"))
-        self.log.addHandler(handler)
+        self.log = worker_log(self.log_file)
         share_fork_server()
 
     def grade(self, bundle: CourseBundle, work: TeamWork) -> TeamOutcome:
         started = time.monotonic()
-        course = self.courses.get(bundle.key)
-        if course is None:
+        grader = self.graders.get(bundle.key) or WARM_GRADERS.get(bundle.key)
+        if grader is None:
             course = WorkerCourse(bundle=bundle, workspace=self.workspace, prototypes=self.prototypes)
             self.courses[bundle.key] = course
-        outcome = course.grader(self.log).grade(work, worker=self.name)
+            grader = course.grader(self.log)
+        self.graders[bundle.key] = grader
+        outcome = grader.grade(work, worker=self.name)
         return dataclasses.replace(outcome, seconds=time.monotonic() - started)
 
     def close(self) -> None:
         from coursekit.sandbox.fork_server import ForkServer
 
-        for course in self.courses.values():
-            course.close()
+        for grader in self.graders.values():
+            grader.close()
         ForkServer.stop_if_started_here()
         shutil.rmtree(self.workspace, ignore_errors=True)
+
+
+def warm_grader(*, bundle: CourseBundle, prototypes: Path | None) -> Path | None:
+    """In the grading process, just before it forks its workers: a grader for `bundle`, warmed up (see
+    TeamGrader.warm_up), which every worker inherits instead of making and warming its own. Returns the
+    folder it works in, for the caller to remove after the run; None when it could not be made (each
+    worker then makes its own)."""
+    workspace = Path(tempfile.mkdtemp(prefix="coursekit-warm-"))
+    try:
+        course = WorkerCourse(bundle=bundle, workspace=workspace, prototypes=prototypes)
+        grader = course.grader(worker_log(None))
+        grader.warm_up()
+        grader.close()  # no gradebook connection may cross the fork
+    except Exception:  # noqa: BLE001 - only a head start; the workers show any real problem
+        shutil.rmtree(workspace, ignore_errors=True)
+        return None
+    WARM_GRADERS[bundle.key] = grader
+    return workspace
 
 
 def share_fork_server() -> None:
