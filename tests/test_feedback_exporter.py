@@ -93,3 +93,16 @@ def test_memoized_filters_give_what_nbconvert_gives(release):
     page, _ = exporter.from_notebook_node(release)
     again, _ = exporter.from_notebook_node(release)  # from the memo now
     assert page == again == stock.from_notebook_node(release)[0]
+
+
+def test_segments_remembered_from_other_pages_give_beautifulsoups_output():
+    # Lines opening a div are where pages are cut and remembered; the same segments come again inside
+    # other open tags, after pending text, after self-closed void elements, inside <pre> and <script>.
+    segments = ["\n<div class='jp-Cell-inputWrapper'>in</div>", "\n<div class='jp-Notebook'>", "\n<div>a<br>b",
+                "\n<div>  </div>\n  ", "\n<div><img src=x></div>", "</div>", "\n<div></br></div>", "<pre>",
+                "\n<div>x & y</div>", "<script>", "\n<div>in a script</div>", "</script>", "</pre>"]
+    import itertools
+    pages = ["".join(order) for order in itertools.permutations(segments[:6], 4)]
+    pages += ["".join(segments), "".join(reversed(segments)), "".join(segments[6:] + segments[:6])]
+    for page in pages + pages:  # the second time from what the first left remembered
+        assert mark_page(page) == beautifulsoup_page(page), page

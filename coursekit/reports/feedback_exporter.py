@@ -27,6 +27,7 @@ HTMLExporter spends per page, and what is left of it here:
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter, OrderedDict
 from typing import Any
 
@@ -52,6 +53,10 @@ FOCUSABLE_CLASSES = ("jp-Cell-inputWrapper", "jp-OutputArea-output")
 MEMO_ENTRIES = 4096
 MEMO_LARGEST_SOURCE = 64 * 1024  # longer sources (students' own, once) are not worth keeping
 OUTPUT_ENCODING = "utf-8"  # what str(soup) substitutes into <meta charset>
+# Where a page is cut into segments that repeat from page to page: before each line that opens a div.
+SEGMENT_START = re.compile(r"(?=\n<div )")
+VOID_END_TAG = re.compile(r"</\s*(?:" + "|".join(sorted(HTMLParserTreeBuilder().empty_element_tags)) + r")\b",
+                          re.IGNORECASE)
 
 
 def has_class(element: Tag, name: str) -> bool:
@@ -78,8 +83,13 @@ class StreamingSoup:
     # (name, prefix, attributes, a div inside the notebook) -> (Tag, its opening tag); bounded below.
     formatted: dict[tuple, tuple[Tag, str]] = {}
     FORMATTED_ENTRIES = 20_000
+    formatted_generation = 0  # counts the clearings of `formatted`: segments remembered before one are dropped
+    # (segment, ids of the open Tags, pending text) -> what feeding it gave; bounded below.
+    segments: dict[tuple, tuple] = {}
+    SEGMENT_ENTRIES = 50_000
 
     def __init__(self) -> None:
+        self.formatted_generation = StreamingSoup.formatted_generation
         self.pieces: list[str] = []
         self.stack: list[Tag] = []
         self.open_names: Counter[str] = Counter()
@@ -93,7 +103,8 @@ class StreamingSoup:
     def serialize(self, page: str) -> str:
         parser = BeautifulSoupHTMLParser(self, convert_charrefs=False)
         try:
-            parser.feed(page)
+            for segment in SEGMENT_START.split(page):
+                self.feed(parser, segment)
             parser.close()
         except AssertionError as error:  # as HTMLParserTreeBuilder.feed
             raise ParserRejectedMarkup(error) from None
@@ -101,6 +112,45 @@ class StreamingSoup:
         while self.stack:
             self.pop()
         return "".join(self.pieces)
+
+    def feed(self, parser: BeautifulSoupHTMLParser, segment: str) -> None:
+        """Feed a segment of the page, or replay what it gave the last time it came in the same state.
+
+        Most of a page is the same on every page of a run (the release's cells). A segment's output
+        and the state it leaves depend only on the segment and the state it starts in, when the parser
+        has nothing pending: the open tags (Tag objects are shared, see `formatted`) and the text not
+        yet written. A segment with an end tag of a void element also depends on which void elements
+        the parser closed itself (already_closed_empty_element), so it is always fed.
+        """
+        memorable = (not parser.rawdata and parser.cdata_elem is None and not VOID_END_TAG.search(segment))
+        if memorable:
+            key = (segment, tuple(map(id, self.stack)), tuple(self.current_data))
+            known = self.segments.get(key)
+            if known is not None:
+                output, stack, pending, voids, missing_alt, _ = known
+                self.pieces.append(output)
+                self.restore(stack, pending)
+                parser.already_closed_empty_element.extend(voids)
+                self.missing_alt += missing_alt
+                return
+            pieces, voids, missing_alt = len(self.pieces), len(parser.already_closed_empty_element), self.missing_alt
+            kept_alive = tuple(self.stack)
+        parser.feed(segment)
+        if memorable and not parser.rawdata and parser.cdata_elem is None and self.formatted_generation == \
+                StreamingSoup.formatted_generation:
+            if len(self.segments) >= self.SEGMENT_ENTRIES:
+                self.segments.clear()
+            self.segments[key] = ("".join(self.pieces[pieces:]), tuple(self.stack), tuple(self.current_data),
+                                  tuple(parser.already_closed_empty_element[voids:]), self.missing_alt - missing_alt,
+                                  kept_alive)  # the Tags whose ids are in the key stay alive with it
+
+    def restore(self, stack: tuple[Tag, ...], pending: tuple[str, ...]) -> None:
+        self.stack = list(stack)
+        self.open_names = Counter(tag.name for tag in stack)
+        self.notebooks_open = sum(has_class(tag, "jp-Notebook") for tag in stack)
+        self.preserving_whitespace = sum(tag.name in self.builder.preserve_whitespace_tags for tag in stack)
+        self.string_containers = [tag.name for tag in stack if tag.name in self.builder.string_containers]
+        self.current_data = list(pending)
 
     # BeautifulSoup's tree-building interface, as BeautifulSoupHTMLParser calls it.
 
@@ -131,7 +181,10 @@ class StreamingSoup:
         if key[-1] and any(has_class(tag, wanted) for wanted in FOCUSABLE_CLASSES):
             tag.attrs["tabindex"] = "0"
         if len(self.formatted) >= self.FORMATTED_ENTRIES:
+            # New Tags could reuse the ids of dropped ones: what was remembered by id goes too.
             self.formatted.clear()
+            self.segments.clear()
+            StreamingSoup.formatted_generation += 1
         self.formatted[key] = known = (tag, tag._format_tag(OUTPUT_ENCODING, self.formatter, opening=True))
         return known
 
