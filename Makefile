@@ -30,7 +30,7 @@ test: setup
 FAST_TESTS := tests/test_checks.py tests/test_html_safety.py tests/test_importing.py tests/test_integrity.py \
 	tests/test_exporting.py tests/test_notebooks.py tests/test_readme.py tests/test_cli.py tests/test_demo.py tests/test_layout.py \
 	tests/test_check_cell_metadata.py tests/test_fast_gradebook.py tests/test_feedback_exporter.py tests/test_forms.py tests/test_given.py \
-	tests/test_kernel_client.py tests/test_channel_guard.py
+	tests/test_kernel_client.py tests/test_channel_guard.py tests/test_gradebook_lookups.py
 test-fast: setup
 	$(BIN)/python -m pytest $(FAST_TESTS)
 

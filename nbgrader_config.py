@@ -35,6 +35,10 @@ c.SandboxedKernelManager.allow_grading_without_sandbox = False
 # The grading status (crashed, timed out, unreadable) lives in the notebook's metadata.
 c.ClearMetadataPreprocessor.preserve_nb_metadata_mask = [("language_info", "name"), ("coursekit",)]
 
+# nbconvert validates the whole notebook after every preprocessor (about 20 times per submission
+# for autograde and feedback); once, after the last one, is enough to refuse an invalid result.
+c.Exporter.optimistic_validation = True
+
 # Any file is read: what is not a notebook is graded as a blank one, with a reason.
 c.Autograde.exporter_class = "coursekit.nbgrader_plugins.rebuild.TolerantNotebookExporter"
 
@@ -46,7 +50,10 @@ c.Autograde.sanitize_preprocessors = [
     "nbgrader.preprocessors.ClearOutput",
     "nbgrader.preprocessors.DeduplicateIds",
     "nbgrader.preprocessors.OverwriteKernelspec",
-    "nbgrader.preprocessors.OverwriteCells",
+    # nbgrader's OverwriteCells, GetGrades (below) and SaveAutoGrades look each cell up in the
+    # gradebook on its own; these do it with one query per kind of cell, same rows
+    # (coursekit.nbgrader_plugins.gradebook_lookups).
+    "coursekit.nbgrader_plugins.gradebook_lookups.OverwriteCellsInOneQuery",
     # nbgrader's CheckCellMetadata with the JSON schema compiled once, not per cell (~0.1 CPU-s per
     # notebook, each time); same checks and errors (coursekit.nbgrader_plugins.preprocessors).
     "coursekit.nbgrader_plugins.preprocessors.CheckCellMetadataCompiledOnce",
@@ -84,7 +91,7 @@ c.Autograde.autograde_preprocessors = [
 # in every grading process; the pages are byte for byte the same (coursekit.reports.feedback_exporter).
 c.GenerateFeedback.exporter_class = "coursekit.reports.feedback_exporter.FeedbackHTMLExporter"
 c.GenerateFeedback.preprocessors = [
-    "nbgrader.preprocessors.GetGrades",
+    "coursekit.nbgrader_plugins.gradebook_lookups.GetGradesInOneQuery",
     "coursekit.reports.feedback.CutHiddenTraceback",
     "nbgrader.preprocessors.ClearHiddenTests",
     "coursekit.reports.feedback.MarkWaitingForTA",

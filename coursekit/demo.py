@@ -97,7 +97,11 @@ def copy_course(*, course_root: Path, destination: Path) -> None:
     destination.mkdir(parents=True, exist_ok=True)
     config = (course_root / "nbgrader_config.py").read_text(encoding="utf-8")
     # Whatever gradebook the course names (PostgreSQL for its TAs, say), sample teams never go into it.
-    config += f'\n# Added by coursekit: this copy has its own gradebook.\nc.CourseDirectory.db_url = "sqlite:///{destination.resolve() / "gradebook.db"}"\n'
+    # Named relative to this file, so every copy has the same configuration: one course version whose
+    # workers' course is built once (coursekit.engine.worker.ensure_prototype).
+    config += ('\n# Added by coursekit: this copy has its own gradebook.\nimport os as _os\n'
+               'c.CourseDirectory.db_url = "sqlite:///" + _os.path.join(_os.path.dirname(_os.path.abspath(__file__)), '
+               '"gradebook.db")\n')
     (destination / "nbgrader_config.py").write_text(config, encoding="utf-8")
     for folder in ("source", "release"):
         shutil.copytree(course_root / folder, destination / folder, dirs_exist_ok=True)

@@ -5,8 +5,8 @@ download gives the same grades either way; a worker killed mid-run has its
 team graded by the other worker, and every team is merged exactly once.
 """
 import csv
-import os
 import re
+import shutil
 import threading
 import time
 
@@ -22,7 +22,8 @@ from coursekit.errors import CourseKitError
 from coursekit.exercise.given import SECRET_FILE
 from conftest import REPOSITORY
 from dask_cluster import start_cluster
-from test_workflow import ROSTER, class_download, fresh_course, per_cell
+from conftest import fresh_course
+from test_workflow import per_cell
 
 
 @pytest.fixture(scope="module")
@@ -42,25 +43,23 @@ def grades_rows(path):
         return list(csv.reader(file))
 
 
-def test_a_download_gets_the_same_grades_on_dask_as_on_local_workers(tmp_path, samples, cluster):
-    download = class_download(tmp_path / "download.zip", samples)
-    roster = tmp_path / "roster.csv"
-    roster.write_text(ROSTER)
-    runs = {}
-    secret = os.urandom(32)  # one course graded twice: the same secret, so the grader draws the same values
-    for name, scheduler in (("local", None), ("dask", cluster.address)):
-        course = fresh_course(tmp_path, name)
-        (course / SECRET_FILE).parent.mkdir(parents=True, exist_ok=True)
-        (course / SECRET_FILE).write_bytes(secret)
-        runs[name] = grade_download(download=download, course_root=course,
-                                    output_folder=tmp_path / f"results-{name}", workers=2, roster=roster,
-                                    scheduler=scheduler)
+def test_a_download_gets_the_same_grades_on_dask_as_on_local_workers(tmp_path, sample_class, cluster):
+    # The same download, roster and course secret (so the grader draws the same values) as the session's
+    # class, which local workers graded.
+    runs = {"local": sample_class.summary}
+    course = fresh_course(tmp_path, "dask")
+    (course / SECRET_FILE).parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(sample_class.course / SECRET_FILE, course / SECRET_FILE)
+    runs["dask"] = grade_download(download=sample_class.download, course_root=course,
+                                  output_folder=tmp_path / "results-dask", workers=2, roster=sample_class.roster,
+                                  scheduler=cluster.address)
+    local_results = sample_class.results
     assert per_cell(runs["dask"]) == per_cell(runs["local"])
     assert {r.team_id: r.status for r in runs["dask"].results} == {r.team_id: r.status for r in runs["local"].results}
     assert sum(r.total for r in runs["dask"].results) > 0
-    assert grades_rows(tmp_path / "results-dask" / "grades.csv") == grades_rows(tmp_path / "results-local" / "grades.csv")
+    assert grades_rows(tmp_path / "results-dask" / "grades.csv") == grades_rows(local_results / "grades.csv")
     for result in runs["dask"].results:
-        local_page = (tmp_path / "results-local" / "feedback" / f"{result.team_id}.html").read_text()
+        local_page = (local_results / "feedback" / f"{result.team_id}.html").read_text()
         dask_page = (tmp_path / "results-dask" / "feedback" / f"{result.team_id}.html").read_text()
         assert page_text(dask_page) == page_text(local_page)
 
@@ -77,7 +76,14 @@ def grading_service_busy(worker_pid: int) -> bool:
         children = psutil.Process(worker_pid).children(recursive=True)
     except psutil.NoSuchProcess:
         return False
-    return any("kernel_relay" in " ".join(child.cmdline()) for child in children if child.is_running())
+    return any(kernel_relay(child) for child in children)
+
+
+def kernel_relay(process) -> bool:
+    try:
+        return "kernel_relay" in " ".join(process.cmdline())
+    except psutil.Error:  # it ended (or became a zombie) while we looked
+        return False
 
 
 def test_a_worker_killed_mid_run_loses_nothing_and_counts_nothing_twice(tmp_path, samples, release, cluster):

@@ -9,14 +9,12 @@ import re
 import zipfile
 from pathlib import Path
 
-import nbformat
 import pytest
 from nbformat import v4
 from nbgrader.api import Gradebook
 from traitlets.config import Config
 from traitlets.config.loader import PyFileConfigLoader
 
-from coursekit import demo
 from coursekit.reports import feedback
 from coursekit.course import waits_for_ta
 from coursekit.olat import export as olat_export
@@ -25,10 +23,10 @@ from coursekit.engine.grading import run_nbgrader
 from coursekit.records import CellScore
 from coursekit.olat.importing import RosterEntry
 from coursekit.course import ASSIGNMENT_ID, NOTEBOOK_NAME
-from coursekit.notebooks import fill_answers, master_answers, read_notebook
+from coursekit.notebooks import read_notebook
 from coursekit.records import TeamResult
 from coursekit.engine.workflow import grade_download
-from conftest import MASTER_PATH, RELEASE_PATH, REPOSITORY
+from conftest import MASTER_PATH, REPOSITORY, copy_graded
 
 # ---- unit tests ----
 
@@ -220,26 +218,7 @@ def test_printed_tracebacks_and_warnings_lose_kit_and_hidden_lines():
 
 # ---- the whole loop with real nbgrader ----
 
-ROSTER = ("username,first_name,last_name,email\nanna,Anna,A,a@x.org\nbob,Bob,B,b@x.org\ncarl,Carl,C,c@x.org\n"
-          "dora,Dora,D,d@x.org\nemil,Emil,E,e@x.org\nfrank,Frank,F,f@x.org\n")
 TA_COMMENT = "TA: clear argument about the batch dimension"
-
-
-def own_words_sample(start_from: str) -> bytes:
-    """A sample whose free-text answers are the student's own words, not the master's reference and rubric."""
-    master, release = read_notebook(MASTER_PATH), read_notebook(RELEASE_PATH)
-    answers = master_answers(master)
-    manual = [cell.metadata.nbgrader.grade_id for cell in master.cells
-              if cell.cell_type == "markdown" and cell.metadata.get("nbgrader", {}).get("solution")]
-    answers.update({grade_id: f"In my own words, {grade_id} is about shapes." for grade_id in manual})
-    if start_from == "crash":  # the kernel dies in Task 2, after the answers before it were judged
-        answers["param_count"] = "import os\nos._exit(3)"
-    if start_from == "half":
-        sample = demo.sample_notebooks(REPOSITORY)["half_done"]
-        notebook = nbformat.reads(sample.decode(), as_version=4)
-        notebook = fill_answers(notebook, {manual[0]: f"In my own words, {manual[0]} is about shapes."})
-        return nbformat.writes(notebook).encode()
-    return nbformat.writes(fill_answers(release, answers)).encode()
 
 
 def ta_grades(course: Path, team_id: str, *, comment: str | None) -> None:
@@ -273,25 +252,15 @@ def mtimes(*folders: Path) -> dict[Path, int]:
 
 
 @pytest.fixture(scope="module")
-def graded_twice(tmp_path_factory):
-    work = tmp_path_factory.mktemp("olat")
-    course = work / "course"
-    demo.copy_course(course_root=REPOSITORY, destination=course)
-    download = work / "download.zip"
-    with zipfile.ZipFile(download, "w") as archive:
-        for name, content in [("Gruppe 1/anna_bob_ml_ex2.ipynb", own_words_sample("solution")),
-                              ("Gruppe 2/carl_ml_ex2.ipynb", own_words_sample("half")),
-                              ("Gruppe 3/dora_ml_ex2.ipynb", own_words_sample("solution")),
-                              ("Gruppe 4/emil_ml_ex2.ipynb", own_words_sample("crash"))]:
-            archive.writestr(zipfile.ZipInfo(name, (2024, 11, 8, 10, 0, 0)), content)
-    (work / "roster.csv").write_text(ROSTER)
-    results = work / "results"
+def graded_twice(own_words_class, tmp_path_factory):
+    # TAs grade and the class is graded again below: a copy of the session's class, graded once already.
+    graded = copy_graded(own_words_class, tmp_path_factory.mktemp("olat"))
+    course, results, first = graded.course, graded.results, graded.summary
 
     def grade():
-        return grade_download(download=download, course_root=course, output_folder=results, workers=2,
-                              roster=work / "roster.csv")
+        return grade_download(download=graded.download, course_root=course, output_folder=results, workers=2,
+                              roster=graded.roster)
 
-    first = grade()
     before = {path: path.read_text() for path in (results / "feedback").glob("*.html")}
     ta_grades(course, "anna_bob", comment=TA_COMMENT)
     ta_grades(course, "carl", comment=None)

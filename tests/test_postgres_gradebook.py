@@ -17,38 +17,25 @@ import sys
 import threading
 import time
 import urllib.request
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from nbgrader.api import Gradebook
 
-from conftest import REPOSITORY
+from conftest import REPOSITORY, own_words_download, own_words_sample
 from coursekit import demo
 from coursekit.engine.workflow import grade_download
 from coursekit.course import ASSIGNMENT_ID, NOTEBOOK_NAME
 from coursekit.ta_grading.grades import TeamChange, version_of
 from coursekit.ta_grading.questions import QuestionRef, course_paths, manual_questions, save_changes
-from test_olat_export import own_words_sample
 from test_ta_grading import GradingServer, save_as_ta
 
-ROSTER = ("username,first_name,last_name,email\nanna,Anna,A,a@x.org\nbob,Bob,B,b@x.org\n"
-          "carl,Carl,C,c@x.org\ndora,Dora,D,d@x.org\n")
 COURSE_ID = "ml-ex2"
 BEFORE_RUN_QUESTION = "squeeze_explain"   # the TA's grade saved between the two runs
 HTTP_QUESTION = "bmm_why_d"               # the grade saved through the question page's HTTP API
 OVERLAP_QUESTION = "learning_rate_issues"   # two TAs saving the same teams at once
 BEFORE_RUN_COMMENT = "Clear: squeeze drops every size-1 dimension, saved before the run."
-
-
-def download_zip(path: Path, carl: bytes) -> Path:
-    with zipfile.ZipFile(path, "w") as archive:
-        for name, content in [("Gruppe 1/anna_bob_ml_ex2.ipynb", own_words_sample("solution")),
-                              ("Gruppe 2/carl_ml_ex2.ipynb", carl),
-                              ("Gruppe 3/dora_ml_ex2.ipynb", own_words_sample("solution"))]:
-            archive.writestr(zipfile.ZipInfo(name, (2024, 11, 8, 10, 0, 0)), content)
-    return path
 
 
 def course_on(folder: Path, db_url: str | None) -> Path:
@@ -74,21 +61,16 @@ class GradedClass:
 
 
 @pytest.fixture(scope="module")
-def graded(tmp_path_factory, postgres_database) -> GradedClass:
+def graded(tmp_path_factory, postgres_database, own_words_class) -> GradedClass:
+    # The SQLite side is the session's class: the same download and roster, graded on SQLite.
     work = tmp_path_factory.mktemp("postgres")
-    download = download_zip(work / "download.zip", carl=own_words_sample("half"))
-    roster = work / "roster.csv"
-    roster.write_text(ROSTER)
     db_url = postgres_database("gradebook")
-    runs = {}
-    for name, url in (("sqlite", None), ("postgres", db_url)):
-        course = course_on(work / f"course-{name}", url)
-        grade_download(download=download, course_root=course, output_folder=work / f"results-{name}",
-                       workers=2, roster=roster)
-        runs[name] = course, work / f"results-{name}"
-    results = runs["postgres"][1]
-    return GradedClass(work=work, roster=roster, sqlite_course=runs["sqlite"][0], sqlite_results=runs["sqlite"][1],
-                       course=runs["postgres"][0], results=results, db_url=db_url,
+    course = course_on(work / "course-postgres", db_url)
+    results = work / "results-postgres"
+    grade_download(download=own_words_class.download, course_root=course, output_folder=results, workers=2,
+                   roster=own_words_class.roster)
+    return GradedClass(work=work, roster=own_words_class.roster, sqlite_course=own_words_class.course,
+                       sqlite_results=own_words_class.results, course=course, results=results, db_url=db_url,
                        first_grades_csv=(results / "grades.csv").read_bytes(),
                        first_bulk_assessment=(results / "olat" / "bulk_assessment.csv").read_bytes())
 
@@ -119,7 +101,8 @@ def test_postgres_gradebook_gives_the_same_grades_as_sqlite(graded):
     postgres_rows = list(csv.DictReader(graded.first_grades_csv.decode().splitlines()))
     for graded_rows in (rows, postgres_rows):
         assert [(row["username"], row["status"]) for row in graded_rows] == [
-            ("anna", "graded"), ("bob", "graded"), ("carl", "graded"), ("dora", "graded")]
+            ("anna", "graded"), ("bob", "graded"), ("carl", "graded"), ("dora", "graded"), ("emil", "kernel crashed"),
+            ("frank", "no submission")]
     assert float(rows[0]["autograded"]) == 56 and float(rows[2]["autograded"]) < 56  # real, different scores
     assert postgres_rows == rows
     assert graded.first_grades_csv == sqlite_csv
@@ -128,7 +111,7 @@ def test_postgres_gradebook_gives_the_same_grades_as_sqlite(graded):
     assert not (graded.course / "gradebook.db").exists() and (graded.sqlite_course / "gradebook.db").exists()
     with gradebook(graded) as book:
         assert graded.db_url.startswith("postgresql") and book.engine.dialect.name == "postgresql"
-        assert sorted(student.id for student in book.students) == ["anna", "anna_bob", "bob", "carl", "dora"]
+        assert sorted(student.id for student in book.students) == ["anna", "anna_bob", "bob", "carl", "dora", "emil", "frank"]
     assert auto_total(graded, "anna_bob") == pytest.approx(56)
 
 
@@ -247,7 +230,7 @@ def graded_during_ta_work(graded) -> RunDuringTaWork:
     targets = [(team, question, points) for question, points in questions if question not in checked_elsewhere
                for team in ("carl", "anna_bob", "dora")]
     carl_old_auto = auto_total(graded, "carl")
-    second_download = download_zip(graded.work / "download-2.zip", carl=own_words_sample("solution"))
+    second_download = own_words_download(graded.work / "download-2.zip", carl=own_words_sample("solution"))
     writer = TaWriter(graded, targets, carl_old_auto)
     started = time.time()
     writer.start()

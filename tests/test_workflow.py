@@ -2,16 +2,13 @@
 import csv
 import subprocess
 import sys
-import zipfile
 
 import pytest
 
 from coursekit import demo
 from coursekit.errors import CourseKitError
 from coursekit.engine.workflow import grade_download
-from conftest import REPOSITORY
-
-ROSTER = "username,first_name,last_name,email\nanna,Anna,A,a@x.org\nbob,Bob,B,b@x.org\ncarl,Carl,C,c@x.org\ndora,Dora,D,d@x.org\n"
+from conftest import REPOSITORY, class_download, copy_graded, fresh_course, write_download
 
 
 @pytest.fixture(scope="module")
@@ -19,43 +16,14 @@ def samples():
     return demo.sample_notebooks(REPOSITORY)
 
 
-def write_download(path, entries):
-    with zipfile.ZipFile(path, "w") as download:
-        for name, content, moment in entries:
-            download.writestr(zipfile.ZipInfo(name, moment), content)
-    return path
-
-
-def class_download(path, samples, carl_sample="partly_right"):
-    return write_download(path, [
-        ("Gruppe 1/Anna_Bob_ml_ex2.ipynb", samples["all_correct"], (2024, 11, 8, 10, 0, 0)),
-        ("Gruppe 2/carl_ml_ex2.ipynb", samples["blank"], (2024, 11, 6, 10, 0, 0)),
-        ("Gruppe 2/carl_ml_ex2 (1).ipynb", samples[carl_sample], (2024, 11, 8, 11, 0, 0)),
-        ("Gruppe 3/readme.ipynb", samples["all_correct"], (2024, 11, 8, 9, 0, 0)),
-    ])
-
-
-def fresh_course(tmp_path, name):
-    course = tmp_path / name
-    demo.copy_course(course_root=REPOSITORY, destination=course)
-    return course
-
-
 def per_cell(summary):
     return {r.team_id: {c.grade_id: c.score for c in r.cells} for r in summary.results}
 
 
 @pytest.fixture(scope="module")
-def first_run(tmp_path_factory, samples):
-    tmp_path = tmp_path_factory.mktemp("workflow")
-    course = fresh_course(tmp_path, "course")
-    download = class_download(tmp_path / "download.zip", samples)
-    roster = tmp_path / "roster.csv"
-    roster.write_text(ROSTER)
-    before = download.read_bytes()
-    summary = grade_download(download=download, course_root=course, output_folder=tmp_path / "results",
-                             workers=2, roster=roster)
-    return tmp_path, course, download, roster, before, summary
+def first_run(sample_class):
+    graded = sample_class
+    return graded.work, graded.course, graded.download, graded.roster, graded.download_bytes, graded.summary
 
 
 def test_import_rules_teams_and_problems(first_run):
@@ -92,8 +60,9 @@ def test_outputs_feedback_and_report(first_run):
     assert "graded: 2" in text and "grades.csv" in text
 
 
-def test_rerun_grades_only_what_changed(first_run, samples):
-    tmp_path, course, download, roster, _, first = first_run
+def test_rerun_grades_only_what_changed(sample_class, samples, tmp_path):
+    graded = copy_graded(sample_class, tmp_path)  # graded again below: a copy of the session's class
+    course, download, roster, first = graded.course, graded.download, graded.roster, graded.summary
     again = grade_download(download=download, course_root=course, output_folder=tmp_path / "results",
                            workers=2, roster=roster)
     assert again.graded_now == ()

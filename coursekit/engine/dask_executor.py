@@ -12,6 +12,8 @@ gives its tasks to another worker; every team's result is merged once.
 from __future__ import annotations
 
 import os
+import re
+import socket
 import subprocess
 import sys
 import threading
@@ -61,6 +63,20 @@ def grade_on_dask_worker(bundle: CourseBundle, work: TeamWork) -> TeamOutcome:
     return GradingService.grade(bundle, work)
 
 
+def refuse_fast(address: str) -> None:
+    """Raise ConnectionRefusedError at once when nothing listens at a tcp:// address (Dask's client would
+    retry for CONNECT_TIMEOUT_SECONDS); other addresses and other outcomes are left to Dask."""
+    match = re.fullmatch(r"tcp://\[?([^\]/]+?)\]?:(\d+)/?", address)
+    if match is None:
+        return
+    try:
+        socket.create_connection((match[1], int(match[2])), timeout=CONNECT_TIMEOUT_SECONDS).close()
+    except ConnectionRefusedError:
+        raise
+    except OSError:
+        return  # unreachable, unresolvable, slow: Dask says so in its own time
+
+
 class DaskExecutor:
     def __init__(self, *, address: str) -> None:
         self.address = address
@@ -72,6 +88,7 @@ class DaskExecutor:
         except ImportError:
             raise CourseKitError("grading on a cluster needs Dask: pip install 'distributed'.") from None
         try:
+            refuse_fast(self.address)
             client = Client(self.address, timeout=CONNECT_TIMEOUT_SECONDS)
         except (OSError, TimeoutError) as error:
             raise CourseKitError(f"cannot reach the Dask scheduler at {self.address} ({type(error).__name__}); "

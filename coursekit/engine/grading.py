@@ -7,6 +7,7 @@ come from its gradebook. Grading many notebooks goes through the engine
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -17,9 +18,9 @@ from pathlib import Path
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-import nbformat
 
-from nbgrader.api import Gradebook, MissingEntry
+from nbgrader.api import BaseCell, Comment, Grade, Gradebook, MissingEntry
+from sqlalchemy.orm import undefer
 
 from coursekit.engine import forking
 from coursekit.course import (ASSIGNMENT_ID, NOTEBOOK_NAME, autograded_notebook, is_autograded, submitted_notebook,
@@ -135,30 +136,54 @@ def read_scores(
 
 
 def submitted_notebooks(gradebook: Gradebook, student_ids: Iterable[str]) -> Iterator[tuple[str, Any]]:
-    """(student id, the gradebook's record of their notebook) for each student who has one."""
+    """(student id, the gradebook's record of their notebook) for each student who has one, its rows
+    loaded (see load_rows)."""
     for student_id in student_ids:
         try:
-            yield student_id, gradebook.find_submission_notebook(NOTEBOOK_NAME, ASSIGNMENT_ID, student_id)
+            notebook = gradebook.find_submission_notebook(NOTEBOOK_NAME, ASSIGNMENT_ID, student_id)
         except MissingEntry:
             continue
+        rows = load_rows(gradebook, notebook)
+        yield student_id, notebook
+        del rows
+
+
+def load_rows(gradebook: Gradebook, notebook) -> tuple:
+    """Load a submitted notebook's grades and comments, their cells and maximum scores into the session
+    with three queries; nbgrader's lazy relationships would ask the database twice per cell. The
+    session keeps them (and the lazy loads of grade.cell, grade.max_score find them) while the returned
+    tuple is referenced."""
+    return (gradebook.db.query(BaseCell).filter(BaseCell.notebook_id == notebook.notebook_id).all(),
+            gradebook.db.query(Grade).filter(Grade.notebook_id == notebook.id).options(undefer(Grade.max_score)).all(),
+            gradebook.db.query(Comment).filter(Comment.notebook_id == notebook.id).all())
 
 
 def grading_status(course_root: Path, student_id: str) -> tuple[GradingStatus, str]:
     """What the hardened grader recorded in the autograded notebook, or why there is none."""
     autograded = autograded_notebook(course_root, student_id)
     if autograded.exists():
-        try:
-            metadata = nbformat.read(str(autograded), as_version=4).metadata.get(STATUS_KEY, {})
-        except Exception:
+        metadata = autograded_metadata(autograded)
+        if metadata is None:
             return GradingStatus.NOT_GRADED, "the autograded notebook cannot be read"
+        metadata = metadata.get(STATUS_KEY, {})
         try:
             status = GradingStatus(metadata.get("status", GradingStatus.GRADED))
-        except ValueError:
+        except (ValueError, AttributeError):
             return GradingStatus.NOT_GRADED, "the autograded notebook has no valid grading status"
         return status, str(metadata.get("reason", ""))
     if not submission_path(course_root, student_id).exists():
         return GradingStatus.MISSING, f"no {NOTEBOOK_NAME}.ipynb in the submission"
     return GradingStatus.NOT_GRADED, "nbgrader could not grade this submission; see its log"
+
+
+def autograded_metadata(path: Path) -> dict | None:
+    """The notebook-level metadata of an autograded notebook (nbgrader wrote it: plain JSON is enough,
+    validating the whole notebook for it costs ~10 ms); None when it cannot be read."""
+    try:
+        metadata = json.loads(path.read_bytes()).get("metadata", {})
+    except (OSError, ValueError, AttributeError, RecursionError):
+        return None
+    return metadata if isinstance(metadata, dict) else None
 
 
 def submission_path(course_root: Path, student_id: str) -> Path:

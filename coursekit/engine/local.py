@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import multiprocessing.connection
 import os
+import shutil
 import signal
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -20,7 +21,7 @@ from multiprocessing.connection import Connection
 from coursekit.engine import forking
 from coursekit.engine.bundle import CourseBundle
 from coursekit.engine.unit import TeamOutcome, TeamWork
-from coursekit.engine.worker import share_fork_server
+from coursekit.engine.worker import WARM_GRADERS, preimport, share_fork_server, warm_grader
 from coursekit.errors import CourseKitError
 from coursekit.statuses import GradingStatus
 
@@ -76,13 +77,25 @@ class LocalExecutor:
         attempts: dict[str, int] = {}
         if not queue:
             return
-        if self.prototypes is not None:
-            from coursekit.engine.worker import WorkerCourse
-
-            # Built here once (or found from an earlier run), copied by every worker.
-            WorkerCourse(bundle=bundle, workspace=self.prototypes)
-        # One fork server for all workers: they are forked after it started.
+        # One fork server for all workers: they are forked after it started (it imports torch while
+        # the course is built and the grading code imported here), and after what they import is imported.
         share_fork_server()
+        if self.prototypes is not None:
+            from coursekit.engine.worker import ensure_prototype
+
+            # Built here once per course version (or found from an earlier run), copied by every worker.
+            ensure_prototype(bundle=bundle, prototypes=self.prototypes)
+        preimport()
+        warm = warm_grader(bundle=bundle, prototypes=self.prototypes)
+        try:
+            self.grade(bundle, queue, attempts, on_outcome)
+        finally:
+            WARM_GRADERS.pop(bundle.key, None)
+            if warm is not None:
+                shutil.rmtree(warm, ignore_errors=True)
+
+    def grade(self, bundle: CourseBundle, queue: deque, attempts: dict[str, int],
+              on_outcome: Callable[[TeamOutcome], None]) -> None:
         pool = [start_worker(self.prototypes) for _ in range(min(self.workers, len(queue)))]
         try:
             while queue or any(worker.work for worker in pool):

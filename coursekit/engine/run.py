@@ -18,6 +18,7 @@ from nbgrader.api import Gradebook
 from coursekit.engine.bundle import CourseBundle, bundle_course
 from coursekit.engine.grading import StudentScores, prepare_course, read_scores, submission_path
 from coursekit.engine.unit import TeamOutcome, TeamWork
+from coursekit.engine.worker import prototype_cache
 from coursekit.engine.writer import merge_outcome
 from coursekit.course import NOTEBOOK_NAME, SUBMITTED, team_folder
 from coursekit.notebooks import write_notebook
@@ -102,5 +103,6 @@ def grade_notebooks(
             write_notebook(submission, submission_path(course_root, student_id))
     student_ids = sorted(submissions)
     grade_teams(course_root=course_root, database=f"sqlite:///{course_root / 'gradebook.db'}", teams=student_ids,
-                executor=executor_for(workers=workers, scheduler=scheduler, prototypes=work_dir / "prototypes"))
+                executor=executor_for(workers=workers, scheduler=scheduler,
+                                      prototypes=prototype_cache() or work_dir / "prototypes"))
     return read_scores(course_root=course_root, student_ids=student_ids)

@@ -57,6 +57,7 @@ class TeamOutcome:
     comments: tuple[CommentRow, ...]
     seconds: float
     worker: str                           # which worker graded it (host and process), for the log
+    late_penalty: float | None = None     # the submitted notebook's late_submission_penalty as nbgrader set it
 
     @property
     def graded(self) -> bool:

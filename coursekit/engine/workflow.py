@@ -34,12 +34,13 @@ from coursekit.course import autograded_notebook
 from coursekit.errors import CourseKitError
 from coursekit.statuses import GradingStatus
 from coursekit.engine.fast_gradebook import create_gradebook
-from coursekit.engine.grading import ensure_tools_on_path, nbgrader_in_fork, read_scores, submission_path
+from coursekit.engine.grading import (autograded_metadata, ensure_tools_on_path, nbgrader_in_fork, read_scores,
+                                      submission_path)
 from coursekit.engine.run import executor_for, grade_teams
-from coursekit.engine.worker import share_fork_server
+from coursekit.engine.worker import prototype_cache, share_fork_server
 from coursekit.course import ASSIGNMENT_ID, NOTEBOOK_NAME
 from coursekit.notebooks import read_notebook
-from coursekit.nbgrader_plugins.rebuild import team_members_text
+from coursekit.nbgrader_plugins.rebuild import STATUS_KEY, TEAM_MEMBERS_KEY, team_members_text
 from coursekit.records import TeamResult
 from coursekit.safe_text import one_line, printable
 from coursekit.similarity.compare import compare_course, settings_from
@@ -194,9 +195,6 @@ def grade_download(*, download: Path, course_root: Path, output_folder: Path, wo
     config = course_config(course_root)
     require_sandbox(config)
     similarity_settings = settings_from(config)
-    if not scheduler:
-        # Kernels' torch import overlaps with the import of the download; local workers share it.
-        share_fork_server()
     imported = importing.import_download(download=download, roster=roster,
                                          staging=course_root / STATE_FOLDER / "staging",
                                          accepted_uploads=accepted_uploads)
@@ -215,8 +213,12 @@ def grade_download(*, download: Path, course_root: Path, output_folder: Path, wo
     teams = [submission.team_id for submission in imported.submissions]
     changed = teams_to_grade(course_root=course_root, teams=teams, database=database, state=state)
     if changed:
+        if not scheduler:
+            # Kernels' torch import overlaps with building the workers' course; local workers share it.
+            # A run that grades nothing starts none.
+            share_fork_server()
         executor = executor_for(workers=max(1, workers), scheduler=scheduler,
-                                prototypes=course_root / STATE_FOLDER / "work")
+                                prototypes=prototype_cache() or course_root / STATE_FOLDER / "work")
         outcomes = grade_teams(course_root=course_root, database=database, teams=changed, executor=executor,
                                on_outcome=Progress(len(changed)).advance)
         state.update({outcome.team_id: fingerprint(submission_path(course_root, outcome.team_id))
@@ -286,6 +288,10 @@ def grading_findings(course_root: Path, team: str) -> tuple[integrity.Finding, .
 
 def written_members(course_root: Path, team: str) -> str:
     autograded = autograded_notebook(course_root, team)
+    # The rebuild keeps the names in the notebook's metadata: reading that is enough.
+    written = (autograded_metadata(autograded) or {}).get(STATUS_KEY, {})
+    if isinstance(written, dict) and isinstance(written.get(TEAM_MEMBERS_KEY), str):
+        return written[TEAM_MEMBERS_KEY]
     try:
         return team_members_text(read_notebook(autograded))
     except CourseKitError:

@@ -20,6 +20,7 @@ from sqlalchemy.exc import SAWarning
 
 from coursekit.course import ASSIGNMENT_ID, NOTEBOOK_NAME, autograded_notebook, feedback_page
 from coursekit.engine.unit import TeamOutcome
+from coursekit.nbgrader_plugins.gradebook_lookups import PrefetchingGradebook
 from coursekit.nbgrader_plugins.keep_reviews import (answer_fingerprint, fingerprints_path, read_fingerprints,
                                                      write_atomically)
 
@@ -69,8 +70,9 @@ def write_grades(*, course_root: Path, gradebook: Gradebook, outcome: TeamOutcom
         gradebook.update_or_create_submission(ASSIGNMENT_ID, team, timestamp=timestamp)
     answers = answer_fingerprints(outcome.autograded_notebook)
     reviewed_before = read_fingerprints(fingerprints_path(course_root, team)).get(NOTEBOOK_NAME, {})
+    rows = PrefetchingGradebook(gradebook)  # the team's rows in one query per kind, not one per cell
     for row in outcome.grades:
-        grade = gradebook.find_grade(row.name, NOTEBOOK_NAME, ASSIGNMENT_ID, team)
+        grade = rows.find_grade(row.name, NOTEBOOK_NAME, ASSIGNMENT_ID, team)
         # As SaveAutoGradesKeepingReviews does for plain `nbgrader autograde`: a free-text answer a
         # TA graded stays graded while its text is the one the TA saw.
         reviewed = grade.manual_score is not None and not grade.needs_manual_grade
@@ -78,7 +80,8 @@ def write_grades(*, course_root: Path, gradebook: Gradebook, outcome: TeamOutcom
         grade.auto_score = row.auto_score
         grade.needs_manual_grade = row.needs_manual_grade and not (reviewed and unchanged)
     for row in outcome.comments:
-        gradebook.find_comment(row.name, NOTEBOOK_NAME, ASSIGNMENT_ID, team).auto_comment = row.auto_comment
+        rows.find_comment(row.name, NOTEBOOK_NAME, ASSIGNMENT_ID, team).auto_comment = row.auto_comment
+    gradebook.find_submission_notebook(NOTEBOOK_NAME, ASSIGNMENT_ID, team).late_submission_penalty = outcome.late_penalty
     gradebook.db.commit()
     # What the answers are now, for the next run (record_graded_answers adds what TAs grade).
     path = fingerprints_path(course_root, team)

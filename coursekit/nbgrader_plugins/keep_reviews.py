@@ -26,6 +26,8 @@ from nbgrader.api import Gradebook
 from nbgrader.coursedir import CourseDirectory
 from nbgrader.preprocessors import NbGraderPreprocessor, SaveAutoGrades
 
+from coursekit.nbgrader_plugins.gradebook_lookups import LookupsInOneQuery
+
 FINGERPRINTS_FOLDER = Path(".coursekit") / "answers"
 
 
@@ -37,8 +39,9 @@ def fingerprints_path(course_root: Path, student_id: str) -> Path:
     return course_root / FINGERPRINTS_FOLDER / f"{student_id}.json"
 
 
-class SaveAutoGradesKeepingReviews(SaveAutoGrades):
-    """SaveAutoGrades that leaves a TA's grade of an unchanged free-text answer graded."""
+class SaveAutoGradesKeepingReviews(LookupsInOneQuery, SaveAutoGrades):
+    """SaveAutoGrades that leaves a TA's grade of an unchanged free-text answer graded (its grades and
+    comments looked up with one query each, see coursekit.nbgrader_plugins.gradebook_lookups)."""
 
     def preprocess(self, nb, resources):
         info = resources["nbgrader"]

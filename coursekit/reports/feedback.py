@@ -34,7 +34,7 @@ from nbgrader.preprocessors import NbGraderPreprocessor
 
 from coursekit.course import autograded_notebook, feedback_page, waits_for_ta
 from coursekit.errors import CourseKitError
-from coursekit.engine.grading import nbgrader_in_fork, submitted_notebooks
+from coursekit.engine.grading import load_rows, nbgrader_in_fork, submitted_notebooks
 from coursekit.course import ASSIGNMENT_ID
 
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -201,7 +201,9 @@ class MarkWaitingForTA(NbGraderPreprocessor):
         info = resources["nbgrader"]
         with Gradebook(info["db_url"]) as gradebook:
             notebook = gradebook.find_submission_notebook(info["notebook"], info["assignment"], info["student"])
+            rows = load_rows(gradebook, notebook)  # a few queries, not two per cell
             waiting = {grade.name: float(grade.max_score) for grade in notebook.grades if waits_for_ta(grade)}
+            del rows
         marked: list[float] = []
         for cell in nb.cells:
             metadata = cell.metadata.get("nbgrader", {})
@@ -258,7 +260,8 @@ def feedback_states(*, course_root: Path, database: str, teams: list[str]) -> di
     """
     here = Path(__file__).resolve().parent
     code = hashlib.sha256(b"".join(path.read_bytes() for path in (
-        course_root / "nbgrader_config.py", here / "feedback.py", here / "feedback_exporter.py", here / "math.py",
+        course_root / "nbgrader_config.py", here / "feedback.py", here / "feedback_exporter.py",
+        here / "page_serializer.py", here / "math.py",
     ))).hexdigest()
     states = {}
     with Gradebook(database) as gradebook:

@@ -1,4 +1,4 @@
-"""The HTML exporter feedback pages are made with: nbconvert's, faster, and readable offline.
+"""The HTML exporter feedback pages are made with: nbconvert's, faster, bounded, and readable offline.
 
 Enabled for `nbgrader generate_feedback` (and so `coursekit grade`) in
 nbgrader_config.py as `c.GenerateFeedback.exporter_class`. Students open
@@ -6,15 +6,16 @@ their feedback as a file from OLAT, often offline, so a page needs nothing
 from the network: nbgrader's feedback template loads MathJax from a CDN,
 which this exporter replaces by KaTeX inline (coursekit.reports.math), and
 long lines wrap instead of widening the page (one 5,000-character line made
-it 35,000 px wide). Two costs of nbconvert's HTMLExporter go:
+it 35,000 px wide). What nbconvert's HTMLExporter spends per page, and what
+is left of it here:
 
-- After rendering, HTMLExporter re-parses the whole page with BeautifulSoup
-  and looks for three CSS selectors with soupsieve, each a walk over every
-  element (added by jupyter/nbconvert#2021; jupyter/nbconvert#2234 asks to
-  replace BeautifulSoup for its cost). Here the same
-  elements are found with BeautifulSoup's own element search, which is several
-  times cheaper; they get the same attributes and the page is serialized by
-  the same BeautifulSoup tree.
+- After rendering, HTMLExporter re-parses the whole page into a BeautifulSoup
+  tree to mark a few elements and serializes it again; here the page streams
+  through BeautifulSoup's parser into BeautifulSoup's own serialization
+  (coursekit.reports.page_serializer): the same bytes at a third of the cost.
+- Syntax highlighting and markdown rendering are memoized per exporter: the
+  cells of the release are the same on every page of a run. What a page may
+  render at all is bounded (RenderBudget), memoized or not.
 - Every grading process compiles nbconvert's and nbgrader's Jinja templates
   again (~0.5 s). Here the compiled templates are kept in Jinja's bytecode
   cache, in a folder only this user can use (jinja2.FileSystemBytecodeCache),
@@ -22,10 +23,12 @@ it 35,000 px wide). Two costs of nbconvert's HTMLExporter go:
 """
 from __future__ import annotations
 
+import json
+import re
+from collections import OrderedDict
 from html import escape
 from typing import Any
 
-from bs4 import BeautifulSoup
 from jinja2 import FileSystemBytecodeCache, pass_context
 from nbconvert.exporters.html import HTMLExporter
 from nbconvert.exporters.templateexporter import TemplateExporter
@@ -35,8 +38,10 @@ from nbconvert.filters.widgetsdatatypefilter import WidgetsDataTypeFilter
 from nbformat import NotebookNode
 
 from coursekit.reports.math import inline_katex
+from coursekit.reports.page_serializer import mark_page
 
-MISSING_ALT_TEXT = "No description has been provided for this image"
+MEMO_ENTRIES = 4096
+MEMO_LARGEST_SOURCE = 64 * 1024  # longer sources (students' own, once) are not worth keeping
 # Highlighting code, rendering markdown and turning coloured text into HTML cost time (about a
 # millisecond per highlighted token; nbconvert's ansi2html is quadratic in a text's length) and make
 # page elements every later pass handles: a student's cells and outputs of megabytes would keep a
@@ -48,6 +53,10 @@ RENDER_BUDGET = 200_000
 ELEMENT_BUDGET = 20_000
 HIGHLIGHT_LIMIT = 20_000
 COLOURED_TEXT_LIMIT = 50_000
+# nbgrader's template loads MathJax from a CDN in the page's head: the template's own markup (a
+# student's text is escaped or sanitized before it reaches a page), found in the head only.
+NETWORK_MATH_SCRIPT = re.compile(
+    r"<script\b[^>]*(?:mathjax|text/x-mathjax-config)[^>]*>.*?</script>", re.IGNORECASE | re.DOTALL)
 
 
 class RenderBudget:
@@ -74,13 +83,34 @@ def plain_block(text: str) -> str:
     return f"<pre>{escape(text)}</pre>"
 
 
-class BoundedHighlight(Highlight2HTML):
-    """nbconvert's code highlighting within the page's render budget; other code as plain text."""
+class Memo(OrderedDict):
+    """A small LRU memo for filters whose output depends only on their arguments."""
+
+    def remember(self, key, compute):
+        if len(key[0]) > MEMO_LARGEST_SOURCE:
+            return compute()
+        try:
+            self.move_to_end(key)
+            return self[key]
+        except KeyError:
+            value = self[key] = compute()
+            if len(self) > MEMO_ENTRIES:
+                self.popitem(last=False)
+            return value
+
+
+class BoundedHighlight:
+    """nbconvert's code highlighting within the page's render budget, each (source, language, cell
+    metadata) highlighted once per exporter; code over the budget as plain text."""
+
+    def __init__(self, highlight: Highlight2HTML, memo: Memo, exporter: "FeedbackHTMLExporter") -> None:
+        self.highlight, self.memo, self.exporter = highlight, memo, exporter
 
     def __call__(self, source, language=None, metadata=None):
-        budget = getattr(self.parent, "render_budget", None) or RenderBudget()
-        return budget.render(source, HIGHLIGHT_LIMIT, lambda text: super(BoundedHighlight, self).__call__(
-            text, language, metadata), lambda text: f"<div class=\"highlight\">{plain_block(text)}</div>")
+        key = (source, self.highlight.pygments_lexer, language, json.dumps(metadata, sort_keys=True, default=repr))
+        return self.exporter.render_budget.render(
+            source, HIGHLIGHT_LIMIT, lambda text: self.memo.remember(key, lambda: self.highlight(text, language, metadata)),
+            lambda text: f"<div class=\"highlight\">{plain_block(text)}</div>")
 
 
 # Code, outputs and text wrap at the page's width; tables and wide images scroll in their own box.
@@ -94,20 +124,22 @@ div.output_subarea, div.inner_cell, div.input_area { max-width: 100%; }
 """
 
 
-def has_class(element, name: str) -> bool:
-    return name in (element.get("class") or ())
-
-
-def inside_notebook(element) -> bool:
-    """Whether an ancestor has class jp-Notebook (the selectors' `.jp-Notebook ` part)."""
-    return any(has_class(parent, "jp-Notebook") for parent in element.parents if parent.name is not None)
+def drop_network_math(page: str) -> str:
+    """The page without MathJax from a CDN and its configuration: KaTeX takes their place."""
+    head_end = page.find("</head>")
+    if head_end < 0:
+        return page
+    return NETWORK_MATH_SCRIPT.sub("", page[:head_end]) + page[head_end:]
 
 
 class FeedbackHTMLExporter(HTMLExporter):
-    """nbconvert's HTMLExporter with a cheaper search for the elements it marks, cached compiled templates
-    and bounded code highlighting."""
+    """nbconvert's HTMLExporter: the same page without its tree re-parse, memoizing what repeats between
+    pages, rendering a bounded amount per page, with KaTeX instead of MathJax from the network."""
 
-    render_budget = RenderBudget()
+    def __init__(self, *arguments: Any, **keywords: Any) -> None:
+        super().__init__(*arguments, **keywords)
+        self._highlight_memo, self._markdown_memo = Memo(), Memo()
+        self.render_budget = RenderBudget()
 
     def _create_environment(self):
         environment = super()._create_environment()
@@ -116,8 +148,12 @@ class FeedbackHTMLExporter(HTMLExporter):
 
     @pass_context
     def markdown2html(self, context, source):
-        return self.render_budget.render(source, RENDER_BUDGET, lambda text: super(FeedbackHTMLExporter, self)
-                                         .markdown2html(context, text), plain_block)
+        cell = context.get("cell", {})
+        # The path only matters for images embedded from files (embed_images).
+        path = context.get("resources", {}).get("metadata", {}).get("path", "") if self.embed_images else ""
+        key = (source, json.dumps(cell.get("attachments", {}), sort_keys=True, default=repr), path)
+        return self.render_budget.render(source, RENDER_BUDGET, lambda text: self._markdown_memo.remember(
+            key, lambda: HTMLExporter.markdown2html(self, context, text)), plain_block)
 
     def bounded_ansi2html(self, text: str) -> str:
         # The plain form goes inside the template's own <pre>.
@@ -125,10 +161,13 @@ class FeedbackHTMLExporter(HTMLExporter):
 
     def from_notebook_node(self, nb: NotebookNode, resources: dict[str, Any] | None = None,
                            **kw: Any) -> tuple[str, dict[str, Any]]:
-        # HTMLExporter.from_notebook_node (nbconvert 7.x) up to the page's re-parse.
+        # HTMLExporter.from_notebook_node (nbconvert 7.x), up to the page's re-parse.
         langinfo = nb.metadata.get("language_info", {})
         lexer = langinfo.get("pygments_lexer", langinfo.get("name", None))
-        highlight_code = self.filters.get("highlight_code", BoundedHighlight(pygments_lexer=lexer, parent=self))
+        highlight_code = self.filters.get("highlight_code")
+        if highlight_code is None:
+            highlight_code = BoundedHighlight(Highlight2HTML(pygments_lexer=lexer, parent=self), self._highlight_memo,
+                                              self)
         resources = self._init_resources(resources)
         self.render_budget = RenderBudget()
         self.register_filter("ansi2html", self.bounded_ansi2html)
@@ -137,28 +176,10 @@ class FeedbackHTMLExporter(HTMLExporter):
         self.register_filter("highlight_code", highlight_code)
         self.register_filter("filter_data_type", filter_data_type)
         html, resources = TemplateExporter.from_notebook_node(self, nb, resources, **kw)
-        soup = BeautifulSoup(html, features="html.parser")
-        # What HTMLExporter does with soup.select("img:not([alt])"), then
-        # ".jp-Notebook div.jp-Cell-inputWrapper" and ".jp-Notebook div.jp-OutputArea-output".
-        missing_alt = 0
-        for element in soup.find_all("img"):
-            if "alt" not in element.attrs:
-                element.attrs["alt"] = MISSING_ALT_TEXT
-                missing_alt += 1
+        page, missing_alt = mark_page(html)
         if missing_alt:
             self.log.warning("Alternative text is missing on %s image(s).", missing_alt)
-        for wanted in ("jp-Cell-inputWrapper", "jp-OutputArea-output"):
-            for element in soup.find_all("div", class_=wanted):
-                if inside_notebook(element):
-                    element.attrs["tabindex"] = "0"
-        drop_network_math(soup)
-        # After serializing: KaTeX and its fonts are ~0.6 MB, which BeautifulSoup need not parse.
-        return str(soup).replace("</head>", WRAPPING_STYLE + inline_katex() + "</head>", 1), resources
-
-
-def drop_network_math(soup) -> None:
-    """MathJax from a CDN and its configuration: KaTeX takes their place."""
-    for script in soup.find_all("script"):
-        source = script.attrs.get("src", "")
-        if "mathjax" in source.lower() or script.attrs.get("type") == "text/x-mathjax-config":
-            script.decompose()
+        # After serializing, as BeautifulSoup's decompose() would leave the page; KaTeX and its fonts are
+        # ~0.6 MB, which the serializer need not read.
+        page = drop_network_math(page)
+        return page.replace("</head>", WRAPPING_STYLE + inline_katex() + "</head>", 1), resources
