@@ -9,6 +9,7 @@ import pytest
 
 from coursekit import demo
 from coursekit.engine import grading
+from coursekit.exercise.given import course_secret
 from coursekit.course import ASSIGNMENT_ID, NOTEBOOK_NAME
 from coursekit.notebooks import fill_answers, master_answers, read_notebook
 
@@ -29,6 +30,7 @@ def prototype_course(tmp_path_factory) -> Path:
     """A throwaway course whose release and gradebook nbgrader generated from source/."""
     root = tmp_path_factory.mktemp("prototype")
     grading.prepare_course(template_root=REPOSITORY, course_root=root)
+    course_secret(root)  # made now, so every copy draws the same given values for the same submission
     return root
 
 

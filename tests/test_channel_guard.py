@@ -29,11 +29,10 @@ def guard(tmp_path):
     context = zmq.Context()
     sockets = {
         "kernel iopub": context.socket(zmq.PUB), "kernel shell": context.socket(zmq.ROUTER),
-        "grader iopub": context.socket(zmq.SUB), "grader shell": context.socket(zmq.DEALER),
+        "grader iopub": context.socket(zmq.PULL), "grader shell": context.socket(zmq.DEALER),
     }
     sockets["kernel iopub"].bind(kernel["iopub"])
     sockets["kernel shell"].bind(kernel["shell"])
-    sockets["grader iopub"].setsockopt(zmq.SUBSCRIBE, b"")
     sockets["grader iopub"].connect(grader["iopub"])
     sockets["grader shell"].setsockopt(zmq.ROUTING_ID, b"grader")
     sockets["grader shell"].connect(grader["shell"])
@@ -78,3 +77,25 @@ def test_the_guard_forwards_messages_within_the_cap_and_drops_the_others(guard):
     process.kill()
     stderr = process.communicate()[1]
     assert "dropped a message of 2457605 bytes in 41 frames from the kernel on iopub" in stderr
+
+
+def test_a_burst_of_outputs_reaches_a_slow_grader_whole_and_in_order(guard):
+    """IOPub loses nothing when the grading process reads slower than the kernel writes: a burst of 400
+    outputs (a loop of display() calls) and the idle status after it, read at a crawl, all arrive."""
+    sockets, process = guard
+    deadline = time.monotonic() + 20
+    while receive(sockets["grader iopub"], seconds=0.05) is None:
+        assert time.monotonic() < deadline, "the guard never forwarded IOPub"
+        sockets["kernel iopub"].send_multipart([b"topic", b"hello"])
+    while receive(sockets["grader iopub"], seconds=0.3) is not None:
+        pass  # the probes still on their way
+    burst = [[b"topic", b"output %d" % number, b"x" * 8 * KIB] for number in range(400)] + [[b"topic", b"idle"]]
+    for message in burst:
+        sockets["kernel iopub"].send_multipart(message)
+    seen = []
+    while (message := receive(sockets["grader iopub"], seconds=5)) is not None:
+        seen.append(message)
+        if len(seen) % 50 == 0:
+            time.sleep(0.2)  # a grading process busy with other notebooks
+    assert seen == burst
+    assert process.poll() is None

@@ -58,7 +58,7 @@ def channels(tmp_path):
     session = Session(key=b"the-connection-files-key")
     context = zmq.asyncio.Context()
     kernel_context = zmq.Context()
-    iopub_kernel = kernel_context.socket(zmq.PUB)
+    iopub_kernel = kernel_context.socket(zmq.PUSH)  # as the channel guard, which alone talks to the client
     iopub_kernel.bind(f"ipc://{tmp_path}/iopub")
     shell_kernel = kernel_context.socket(zmq.ROUTER)
     shell_kernel.bind(f"ipc://{tmp_path}/shell")
@@ -76,7 +76,6 @@ def channels(tmp_path):
             return f"ipc://{tmp_path}/{channel}"
 
     iopub_socket = kernel_client.connected_socket(Connection(), "iopub")
-    iopub_socket.setsockopt(zmq.SUBSCRIBE, b"")
     shell_socket = kernel_client.connected_socket(Connection(), "shell", identity=b"grader")
     iopub, shell = IOPubChannel(iopub_socket, session), ShellChannel(shell_socket, session)
     iopub.traffic = shell.traffic = traffic
@@ -104,7 +103,7 @@ async def received(channel, *, seconds=2.0):
 
 
 async def connected(kernel, channel):
-    """A PUB socket drops what it sends before the subscriber is connected: send a probe until one arrives."""
+    """Wait until the channel is connected: send a probe until one arrives."""
     for _ in range(200):
         kernel.send(header("stream"), content={"name": "stdout", "text": "probe"})
         try:

@@ -125,6 +125,11 @@ class SandboxedExecute(Execute):
         "neighbour cannot inflate; the wall clock still stops a cell or notebook at this many times its limit "
         "(code that sleeps or waits uses no CPU). 1: the limits count wall-clock time as well."
     ).tag(config=True)
+    iopub_timeout = Integer(
+        30, help="Seconds the outputs of a cell may still take after its reply (nbclient's iopub_timeout; nbgrader "
+        "makes running past it a timeout). nbclient's 4 s are too few for a grading process busy with other "
+        "notebooks to read a burst of outputs: honest notebooks lost their last outputs and 'timed out'."
+    ).tag(config=True)
     unresponsive_grace = Integer(
         5, help="Seconds an interrupted cell has to stop before its kernel is killed."
     ).tag(config=True)

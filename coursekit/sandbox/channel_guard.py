@@ -11,14 +11,21 @@ what it receives counts against the kernel's own memory (it joins the kernel's
 memory cgroup, or caps its address space where there is none), so a kernel
 that floods it kills its own sandbox, never the grader.
 
+IOPub reaches the grading process by PUSH/PULL, not PUB/SUB, so nothing is lost
+when the grading process reads slower than the kernel writes: a PUB socket drops
+for a slow subscriber, and one burst of 150 outputs lost the cell's last outputs
+and its idle status, which nbclient waits for (the notebook then "timed out").
+When the grading process's queue is full, the guard holds the one message it
+could not pass on and stops reading the kernel's IOPub until there is room: the
+backlog waits in the kernel's own socket, in the kernel's own memory.
+
     kernel (sandbox) ──ipc, the kernel's private folder──> guard ──ipc, a root-only folder──> grading process
 
 The guard understands no message: the grading process's client
 (coursekit.sandbox.kernel_client) checks signatures, types and budgets of
 what gets through. Messages from the grading process to the kernel pass as
-they are. Sending never blocks: when the grading process reads slower than the
-kernel writes, what does not fit its queue is dropped here, as a PUB socket
-drops for a slow subscriber.
+they are. Sending never blocks: on the other channels, what does not fit the
+grading process's queue is dropped here, as a ROUTER socket drops.
 
 Started by coursekit/sandbox/kernel_relay.py beside the kernel; the relay ends
 the kernel when the guard ends and the other way round.
@@ -71,11 +78,13 @@ class Guard:
         self.limits = {name: tuple(value) for name, value in config["limits"].items()}
         self.pairs = {}  # socket -> (the socket it forwards to, channel, towards the grader)
         self.dropped: dict[str, int] = {}
+        self.held: list | None = None  # the IOPub message the grading process had no room for yet
         for channel in CHANNELS:
             if channel == "iopub":
                 kernel_side = self.socket(zmq.SUB, config["limits"][channel])
                 kernel_side.setsockopt(zmq.SUBSCRIBE, b"")
-                grader_side = self.socket(zmq.PUB, None)
+                grader_side = self.socket(zmq.PUSH, None)
+                self.iopub = (kernel_side, grader_side)
             else:
                 kernel_side = self.socket(zmq.DEALER, config["limits"][channel])
                 kernel_side.setsockopt(zmq.ROUTING_ID, ROUTING_ID)
@@ -101,18 +110,24 @@ class Guard:
 
     def run(self) -> None:
         zmq = self.zmq
-        poller = zmq.Poller()
+        self.poller = poller = zmq.Poller()
         for socket in self.pairs:
-            if socket.socket_type != zmq.PUB:  # nothing to read on a PUB socket
+            if socket.socket_type != zmq.PUSH:  # nothing to read on a PUSH socket
                 poller.register(socket, zmq.POLLIN)
+        iopub_grader_side = self.iopub[1]
         while True:
-            for socket, _ in poller.poll():
-                self.forward(socket)
+            for socket, events in poller.poll():
+                if socket is iopub_grader_side:
+                    self.pass_on_held()
+                else:
+                    self.forward(socket)
 
     def forward(self, socket) -> None:
         zmq = self.zmq
         target, channel, towards_grader = self.pairs[socket]
         for _ in range(BATCH):
+            if self.held is not None and socket is self.iopub[0]:
+                return  # no reading on until the held message is passed on
             try:
                 frames = socket.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
@@ -123,9 +138,28 @@ class Guard:
             try:
                 target.send_multipart(frames, zmq.NOBLOCK, copy=False)
             except zmq.Again:
-                pass  # the receiver's queue is full: dropped, as a PUB socket drops
+                if socket is self.iopub[0]:
+                    self.hold(frames)
+                # else: the receiver's queue is full: dropped, as a ROUTER socket drops
             except zmq.ZMQError:
                 pass  # a ROUTER's unknown peer and the like: the message had nowhere to go
+
+    def hold(self, frames: list) -> None:
+        """The grading process's IOPub queue is full (or it is not connected yet): wait for room."""
+        kernel_side, grader_side = self.iopub
+        self.held = frames
+        self.poller.unregister(kernel_side)
+        self.poller.register(grader_side, self.zmq.POLLOUT)
+
+    def pass_on_held(self) -> None:
+        kernel_side, grader_side = self.iopub
+        try:
+            grader_side.send_multipart(self.held, self.zmq.NOBLOCK, copy=False)
+        except self.zmq.Again:
+            return
+        self.held = None
+        self.poller.unregister(grader_side)
+        self.poller.register(kernel_side, self.zmq.POLLIN)
 
     def drop(self, channel: str, frames: list) -> None:
         self.dropped[channel] = self.dropped.get(channel, 0) + 1

@@ -455,7 +455,9 @@ def connected_socket(connection, channel: str, identity: bytes | None = None) ->
     """
     if connection.curve_publickey is not None:
         raise ValueError("the sandboxed kernel's channels are local: CurveZMQ is not supported")
-    socket = connection.context.socket(channel_socket_types[channel])
+    # IOPub comes from the channel guard's PUSH socket (it loses nothing for a slow reader), never
+    # straight from a kernel's PUB.
+    socket = connection.context.socket(zmq.PULL if channel == "iopub" else channel_socket_types[channel])
     socket.linger = 1000
     if identity:
         socket.identity = identity
@@ -489,6 +491,9 @@ class BoundedKernelClient(AsyncKernelClient):
 
     def _create_connected_socket(self, channel: str, identity: bytes | None = None):
         return connected_socket(self, channel, identity)
+
+    def connect_iopub(self, identity: bytes | None = None) -> zmq.Socket:
+        return connected_socket(self, "iopub", identity)  # a PULL socket: nothing to subscribe to
 
     def _attach(self, channel):
         if getattr(channel, "traffic", False) is None:
