@@ -107,7 +107,10 @@ class BoundedHighlight:
         self.highlight, self.memo, self.exporter = highlight, memo, exporter
 
     def __call__(self, source, language=None, metadata=None):
-        key = (source, self.highlight.pygments_lexer, language, json.dumps(metadata, sort_keys=True, default=repr))
+        # Of the cell's metadata nbconvert's highlighting reads only magics_language; the rest (nbclient's
+        # execution timestamps among it) differs on every page and would make every code cell a miss.
+        magics = metadata.get("magics_language") if isinstance(metadata, dict) else None
+        key = (source, self.highlight.pygments_lexer, language, repr(magics))
         return self.exporter.render_budget.render(
             source, HIGHLIGHT_LIMIT, lambda text: self.memo.remember(key, lambda: self.highlight(text, language, metadata)),
             lambda text: f"<div class=\"highlight\">{plain_block(text)}</div>")
