@@ -51,6 +51,26 @@ def release():
     return read_notebook(RELEASE_PATH)
 
 
+def gradebook_with_submission(folder: Path) -> str:
+    """A gradebook of the master notebook as `nbgrader generate_assignment` builds it (checksums, SaveCells),
+    with anna's submission: its URL."""
+    from nbgrader.api import Gradebook
+    from nbgrader.preprocessors import ComputeChecksums, SaveCells
+
+    from coursekit.engine.fast_gradebook import create_gradebook
+
+    url = f"sqlite:///{folder / 'gradebook.db'}"
+    create_gradebook(db_url=url)
+    with Gradebook(url) as gradebook:
+        gradebook.add_assignment(ASSIGNMENT_ID)
+    source, _ = ComputeChecksums().preprocess(read_notebook(MASTER_PATH), {})
+    SaveCells().preprocess(source, {"nbgrader": {"db_url": url, "assignment": ASSIGNMENT_ID, "notebook": NOTEBOOK_NAME}})
+    with Gradebook(url) as gradebook:
+        gradebook.add_student("anna")
+        gradebook.add_submission(ASSIGNMENT_ID, "anna")
+    return url
+
+
 @pytest.fixture(scope="session")
 def postgres_database():
     """A factory of fresh databases on a real PostgreSQL server started for this session (tests/postgres.py):

@@ -11,27 +11,17 @@ import nbformat
 import pytest
 from nbformat.v4 import new_output
 from nbgrader.api import Gradebook, MissingEntry
-from nbgrader.preprocessors import ComputeChecksums, GetGrades, OverwriteCells, SaveCells
+from nbgrader.preprocessors import GetGrades, OverwriteCells
 
-from coursekit.engine.fast_gradebook import create_gradebook
 from coursekit.nbgrader_plugins.gradebook_lookups import (GetGradesInOneQuery, OverwriteCellsInOneQuery,
                                                           PrefetchingGradebook)
-
-REPOSITORY = Path(__file__).resolve().parent.parent
-SOURCE = REPOSITORY / "source" / "ex2" / "ml_ex2.ipynb"
-RELEASE = REPOSITORY / "release" / "ex2" / "ml_ex2.ipynb"
+from conftest import RELEASE_PATH, gradebook_with_submission
 
 
-def gradebook_with_submission(folder: Path) -> str:
-    url = f"sqlite:///{folder / 'gradebook.db'}"
-    create_gradebook(db_url=url)
+def gradebook_with_mixed_rows(folder: Path) -> str:
+    """gradebook_with_submission, its rows a mix of scores, TA scores, extra credit and comments."""
+    url = gradebook_with_submission(folder)
     with Gradebook(url) as gradebook:
-        gradebook.add_assignment("ex2")
-    source, _ = ComputeChecksums().preprocess(nbformat.read(SOURCE, as_version=4), {})  # as generate_assignment
-    SaveCells().preprocess(source, {"nbgrader": {"db_url": url, "assignment": "ex2", "notebook": "ml_ex2"}})
-    with Gradebook(url) as gradebook:
-        gradebook.add_student("anna")
-        gradebook.add_submission("ex2", "anna")
         notebook = gradebook.find_submission_notebook("ml_ex2", "ex2", "anna")
         for number, grade in enumerate(notebook.grades):  # a mix of scores, TA scores and extra credit
             grade.auto_score = number % 3 or None
@@ -50,7 +40,7 @@ def resources(url: str) -> dict:
 
 def tampered_submission() -> nbformat.NotebookNode:
     """The release as a student might return it: points, lock flags, a locked cell's source and a cell type changed."""
-    nb = nbformat.read(RELEASE, as_version=4)
+    nb = nbformat.read(RELEASE_PATH, as_version=4)
     graded = [cell for cell in nb.cells if cell.metadata.get("nbgrader", {}).get("grade")]
     graded[0].metadata.nbgrader["points"] = 1000
     locked = [cell for cell in nb.cells if cell.metadata.get("nbgrader", {}).get("locked") and cell.cell_type == "code"]
@@ -66,7 +56,7 @@ def tampered_submission() -> nbformat.NotebookNode:
 
 @pytest.fixture
 def gradebook_url(tmp_path):
-    return gradebook_with_submission(tmp_path)
+    return gradebook_with_mixed_rows(tmp_path)
 
 
 def test_every_lookup_returns_what_nbgrader_returns(gradebook_url):
@@ -96,7 +86,7 @@ def test_overwrite_cells_leaves_the_same_notebook(tmp_path):
     notebooks = {}
     for name, preprocessor in (("stock", OverwriteCells), ("kit", OverwriteCellsInOneQuery)):
         (tmp_path / name).mkdir()
-        url = gradebook_with_submission(tmp_path / name)
+        url = gradebook_with_mixed_rows(tmp_path / name)
         notebooks[name], _ = preprocessor().preprocess(tampered_submission(), resources(url))
     assert notebooks["kit"] == notebooks["stock"]
     assert notebooks["stock"] != tampered_submission()  # there was something to overwrite
@@ -105,7 +95,7 @@ def test_overwrite_cells_leaves_the_same_notebook(tmp_path):
 def test_get_grades_reads_the_same_scores_and_comments(gradebook_url):
     results = {}
     for name, preprocessor in (("stock", GetGrades), ("kit", GetGradesInOneQuery)):
-        results[name] = preprocessor().preprocess(nbformat.read(RELEASE, as_version=4), resources(gradebook_url))
+        results[name] = preprocessor().preprocess(nbformat.read(RELEASE_PATH, as_version=4), resources(gradebook_url))
     assert results["kit"] == results["stock"]
     nb, found = results["stock"]
     scores = [cell.metadata.nbgrader.get("score") for cell in nb.cells if "score" in cell.metadata.get("nbgrader", {})]

@@ -1,37 +1,18 @@
 """SaveAutoGradesKeepingReviews saves what nbgrader's SaveAutoGrades saves, in one transaction per notebook."""
-from pathlib import Path
-
 import nbformat
 import pytest
 from nbformat.v4 import new_output
 from nbgrader.api import Gradebook
-from nbgrader.preprocessors import SaveAutoGrades, SaveCells
+from nbgrader.preprocessors import SaveAutoGrades
 from traitlets.config import Config
 
-from coursekit.engine.fast_gradebook import create_gradebook
 from coursekit.nbgrader_plugins.keep_reviews import SaveAutoGradesKeepingReviews
-
-REPOSITORY = Path(__file__).resolve().parent.parent
-SOURCE = REPOSITORY / "source" / "ex2" / "ml_ex2.ipynb"
-RELEASE = REPOSITORY / "release" / "ex2" / "ml_ex2.ipynb"
-
-
-def gradebook_with_submission(folder: Path) -> str:
-    url = f"sqlite:///{folder / 'gradebook.db'}"
-    create_gradebook(db_url=url)
-    resources = {"nbgrader": {"db_url": url, "assignment": "ex2", "notebook": "ml_ex2"}}
-    with Gradebook(url) as gradebook:
-        gradebook.add_assignment("ex2")
-    SaveCells().preprocess(nbformat.read(SOURCE, as_version=4), resources)
-    with Gradebook(url) as gradebook:
-        gradebook.add_student("anna")
-        gradebook.add_submission("ex2", "anna")
-    return url
+from conftest import RELEASE_PATH, gradebook_with_submission
 
 
 def autograded_notebook():
     """The release with a mix of outcomes: some test cells failed, one printed to stderr, one answer edited."""
-    nb = nbformat.read(RELEASE, as_version=4)
+    nb = nbformat.read(RELEASE_PATH, as_version=4)
     graded = [cell for cell in nb.cells if cell.metadata.get("nbgrader", {}).get("grade")]
     code = [cell for cell in graded if cell.cell_type == "code"]
     code[0].outputs = [new_output("error", ename="AssertionError", evalue="wrong", traceback=[])]

@@ -280,10 +280,7 @@ def scan_submission(submission: importing.Submission, trusted: frozenset[str]) -
 
 def grading_findings(course_root: Path, team: str) -> tuple[integrity.Finding, ...]:
     """What the grader noticed while grading the team (records from other code, cells too long to read)."""
-    try:
-        return integrity.grading_findings(read_notebook(autograded_notebook(course_root, team)).metadata)
-    except CourseKitError:
-        return ()
+    return integrity.grading_findings(autograded_metadata(autograded_notebook(course_root, team)) or {})
 
 
 def written_members(course_root: Path, team: str) -> str:

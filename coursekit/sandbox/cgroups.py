@@ -117,9 +117,12 @@ def write(path: str, value: str) -> None:
         file.write(value)
 
 
-@functools.lru_cache(maxsize=None)
-def find_home() -> CgroupHome | str:
-    """Where kernels' memory cgroups can be made, or why they cannot (checked once per process)."""
+def find_controller_home(controller: str, v1_probe: str) -> CgroupHome | str:
+    """Where kernels' cgroups of `controller` ('memory', 'cpu') can be made, or why they cannot.
+
+    cgroup v2: this process's own cgroup, with the controller enabled for its children (which fails
+    while processes sit in it); v1: the controller's hierarchy, if `v1_probe` in it is writable.
+    """
     if os.geteuid() != 0:
         return "not root"
     try:
@@ -130,47 +133,31 @@ def find_home() -> CgroupHome | str:
     if "v2" in points and "v2" in paths:
         folder = os.path.normpath(points["v2"] + paths["v2"])
         try:
-            if "memory" not in read(f"{folder}/cgroup.controllers").split():
-                raise OSError("the memory controller is not available there")
-            if "memory" not in read(f"{folder}/cgroup.subtree_control").split():
-                write(f"{folder}/cgroup.subtree_control", "+memory")  # fails while processes sit in `folder`
+            if controller not in read(f"{folder}/cgroup.controllers").split():
+                raise OSError(f"the {controller} controller is not available there")
+            if controller not in read(f"{folder}/cgroup.subtree_control").split():
+                write(f"{folder}/cgroup.subtree_control", f"+{controller}")
             return CgroupHome(folder, 2)
         except OSError as error:
             reasons.append(f"cgroup v2 at {folder}: {error.strerror or error}")
-    folder = v1_folder("memory")
+    folder = v1_folder(controller)
     if folder is not None:
-        if os.access(f"{folder}/memory.limit_in_bytes", os.W_OK):
+        if os.access(f"{folder}/{v1_probe}", os.W_OK):
             return CgroupHome(folder, 1)
         reasons.append(f"cgroup v1 at {folder}: not writable")
-    return "; ".join(reasons) or "no memory cgroup hierarchy is mounted"
+    return "; ".join(reasons) or f"no {controller} cgroup hierarchy is mounted"
+
+
+@functools.lru_cache(maxsize=None)
+def find_home() -> CgroupHome | str:
+    """Where kernels' memory cgroups can be made, or why they cannot (checked once per process)."""
+    return find_controller_home("memory", "memory.limit_in_bytes")
 
 
 @functools.lru_cache(maxsize=None)
 def find_cpu_home() -> CgroupHome | str:
     """Where kernels' CPU cgroups can be made, or why they cannot (checked once per process)."""
-    if os.geteuid() != 0:
-        return "not root"
-    try:
-        points, paths = mount_points(), own_cgroups()
-    except OSError as error:
-        return f"cannot read the cgroup tables ({error})"
-    reasons = []
-    if "v2" in points and "v2" in paths:
-        folder = os.path.normpath(points["v2"] + paths["v2"])
-        try:
-            if "cpu" not in read(f"{folder}/cgroup.controllers").split():
-                raise OSError("the cpu controller is not available there")
-            if "cpu" not in read(f"{folder}/cgroup.subtree_control").split():
-                write(f"{folder}/cgroup.subtree_control", "+cpu")
-            return CgroupHome(folder, 2)
-        except OSError as error:
-            reasons.append(f"cgroup v2 at {folder}: {error.strerror or error}")
-    folder = v1_folder("cpu")
-    if folder is not None:
-        if os.access(f"{folder}/cpu.shares", os.W_OK):
-            return CgroupHome(folder, 1)
-        reasons.append(f"cgroup v1 at {folder}: not writable")
-    return "; ".join(reasons) or "no cpu cgroup hierarchy is mounted"
+    return find_controller_home("cpu", "cpu.shares")
 
 
 def create(*, memory_bytes: int | None, cpu: CpuShare | None) -> KernelCgroup | None:
