@@ -247,6 +247,10 @@ for _ in range(8):
         time.sleep(120)
         os._exit(0)
     children.append(pid)
+for pid in children:  # a child is in its own session only once it ran setsid(): wait for it, not for luck
+    deadline = time.time() + 20
+    while os.getsid(pid) != pid and time.time() < deadline:
+        time.sleep(0.01)
 print("sessions", len({os.getsid(pid) for pid in children}))
 """
 
